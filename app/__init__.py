@@ -1,0 +1,1 @@
+"""psychvis experiment server (FastAPI + SQLAlchemy)."""

@@ -1,0 +1,1 @@
+"""Offline pipeline that builds psychvis stimulus sets (torch; never imported by app)."""
