@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-import typer
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
 
-app = typer.Typer(help="psychvis: run 2-AFC feature-visualization experiments.", no_args_is_help=True)
+import typer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.errors import AppError, NotFound
+from app.log import configure_logging
+
+app = typer.Typer(
+    help="psychvis: run 2-AFC feature-visualization experiments.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 stimuli_app = typer.Typer(help="Stimulus sets.", no_args_is_help=True)
 experiments_app = typer.Typer(help="Experiments and their designs.", no_args_is_help=True)
@@ -17,3 +32,380 @@ app.add_typer(experiments_app, name="experiments")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(export_app, name="export")
 app.add_typer(users_app, name="users")
+
+logger = logging.getLogger(__name__)
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+class _Db:
+    """An engine and session for one CLI command; errors of the app become clean exits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings.database_url, pool_size=2)
+        self.session: Session = make_sessionmaker(self.engine)()
+
+    def __enter__(self) -> Session:
+        return self.session
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        self.session.close()
+        self.engine.dispose()
+        if isinstance(exc, AppError):
+            _fail(exc.detail)
+        return False
+
+
+def _db(require_current: bool = True) -> _Db:
+    settings = _settings()
+    db = _Db(settings)
+    if require_current:
+        from app.migrate import assert_schema_current
+
+        try:
+            assert_schema_current(db.engine)
+        except AppError as exc:
+            db.engine.dispose()
+            _fail(exc.detail)
+    return db
+
+
+def _link(settings: Settings, link_code: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/s/{link_code}"
+
+
+# --- db -----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database schema up to REVISION (default: the newest)."""
+    from app.migrate import upgrade
+
+    engine = make_engine(_settings().database_url, pool_size=1)
+    upgrade(engine, revision)
+    engine.dispose()
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database schema down to REVISION (`base` removes every table)."""
+    from app.migrate import downgrade
+
+    engine = make_engine(_settings().database_url, pool_size=1)
+    downgrade(engine, revision)
+    engine.dispose()
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database and the newest one."""
+    from app.migrate import current_revision, head_revision
+
+    engine = make_engine(_settings().database_url, pool_size=1)
+    typer.echo(f"current: {current_revision(engine)}\nhead:    {head_revision()}")
+    engine.dispose()
+
+
+# --- stimuli ------------------------------------------------------------------------------------
+
+
+@stimuli_app.command("import")
+def stimuli_import(
+    path: Path,
+    name: Annotated[
+        str | None, typer.Option(help="Name in the app (default: the set's id).")
+    ] = None,
+) -> None:
+    """Validate and import a stimulus set (v1 folder or .zip, or an IMI task folder)."""
+    from app.services.blobs import BlobStore
+    from app.services.stimuli import import_stimulus_set
+
+    settings = _settings()
+    with _db() as session:
+        imported = import_stimulus_set(
+            session, path, BlobStore(settings.stimuli_dir / "blobs"), set_id=name
+        )
+        session.commit()
+        typer.echo(
+            f"imported {imported.slug}: {len(imported.manifest['units'])} units, {imported.image_count} images"
+        )
+
+
+@stimuli_app.command("list")
+def stimuli_list() -> None:
+    """List imported stimulus sets."""
+    from app.models import StimulusSet
+
+    with _db() as session:
+        for s in session.scalars(select(StimulusSet).order_by(StimulusSet.id)):
+            typer.echo(
+                f"{s.slug}\t{s.source_format}\t{len(s.manifest['units'])} units\t{s.image_count} images"
+            )
+
+
+# --- experiments --------------------------------------------------------------------------------
+
+
+@experiments_app.command("create")
+def experiments_create(
+    name: str,
+    stimuli: Annotated[str, typer.Option(help="Imported stimulus set name.")],
+    design: Annotated[str, typer.Option(help="Preset name or design TOML file.")],
+    title: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create an experiment from a design and a stimulus set."""
+    from app.services.experiments import create_experiment
+    from app.services.stimuli import get_stimulus_set
+
+    with _db() as session:
+        stimulus_set = get_stimulus_set(session, stimuli)
+        experiment = create_experiment(
+            session, slug=name, stimulus_set=stimulus_set, design_source=design, title=title
+        )
+        session.commit()
+        typer.echo(f"created experiment {experiment.slug} ({experiment.design_name})")
+
+
+@experiments_app.command("list")
+def experiments_list() -> None:
+    """List experiments with their participant counts."""
+    from app.models import Experiment, Participant
+
+    with _db() as session:
+        counts = dict(
+            session.execute(
+                select(Participant.experiment_id, func.count()).group_by(Participant.experiment_id)
+            ).all()
+        )
+        for e in session.scalars(select(Experiment).order_by(Experiment.id)):
+            typer.echo(f"{e.slug}\t{e.design_name}\t{counts.get(e.id, 0)} participants")
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+@sessions_app.command("launch")
+def sessions_launch(
+    experiment: str,
+    platform: Annotated[str, typer.Option(help="prolific | mturk | lab")] = "lab",
+    completion_code: Annotated[
+        str | None, typer.Option(help="Completion code (Prolific's).")
+    ] = None,
+    max_participants: Annotated[int | None, typer.Option(min=1)] = None,
+    mturk_sandbox: Annotated[bool, typer.Option()] = False,
+    label: str = "",
+) -> None:
+    """Open a participant link for EXPERIMENT and print it."""
+    from app.services.experiments import get_experiment, launch_session
+
+    settings = _settings()
+    if platform not in ("prolific", "mturk", "lab"):
+        _fail(f"unknown platform {platform!r} (prolific, mturk or lab)")
+    with _db() as session:
+        launched = launch_session(
+            session,
+            get_experiment(session, experiment),
+            platform=platform,  # type: ignore[arg-type]
+            completion_code=completion_code,
+            max_participants=max_participants,
+            mturk_sandbox=mturk_sandbox,
+            label=label,
+        )
+        session.commit()
+        typer.echo(_link(settings, launched.link_code))
+
+
+@sessions_app.command("list")
+def sessions_list() -> None:
+    """List launched sessions with their links."""
+    from app.models import ExperimentSession
+
+    settings = _settings()
+    with _db() as session:
+        for s in session.scalars(select(ExperimentSession).order_by(ExperimentSession.id)):
+            typer.echo(
+                f"{s.experiment.slug}\t{s.platform}\t{s.status}\t{_link(settings, s.link_code)}"
+            )
+
+
+def _set_status(link_code: str, status: str) -> None:
+    from app.services.experiments import get_session_by_link, set_session_status
+
+    with _db() as session:
+        set_session_status(get_session_by_link(session, link_code), status)  # type: ignore[arg-type]
+        session.commit()
+        typer.echo(f"session {link_code} {status}")
+
+
+@sessions_app.command("pause")
+def sessions_pause(link_code: str) -> None:
+    """Pause a session: new and running participants are told to come back later."""
+    _set_status(link_code, "paused")
+
+
+@sessions_app.command("resume")
+def sessions_resume(link_code: str) -> None:
+    """Reopen a paused session."""
+    _set_status(link_code, "open")
+
+
+@sessions_app.command("close")
+def sessions_close(link_code: str) -> None:
+    """Close a session for good."""
+    _set_status(link_code, "closed")
+
+
+# --- demo and server ----------------------------------------------------------------------------
+
+DEMO_EXPERIMENT = "demo"
+DEMO_LINK = "demo"
+
+
+def setup_demo(settings: Settings) -> str:
+    """Idempotently create the demo: schema, stimulus set, experiment and an open lab link."""
+    from app.demo import DEMO_SET_ID, write_demo_set
+    from app.migrate import upgrade
+    from app.models import ExperimentSession, StimulusSet
+    from app.services.blobs import BlobStore
+    from app.services.experiments import create_experiment, get_experiment, launch_session
+    from app.services.stimuli import get_stimulus_set, import_stimulus_set
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            if (
+                session.scalar(select(StimulusSet.id).where(StimulusSet.slug == DEMO_SET_ID))
+                is None
+            ):
+                source = write_demo_set(settings.stimuli_dir / "demo-source")
+                import_stimulus_set(session, source, BlobStore(settings.stimuli_dir / "blobs"))
+                session.commit()
+            try:
+                experiment = get_experiment(session, DEMO_EXPERIMENT)
+            except NotFound:
+                experiment = create_experiment(
+                    session,
+                    slug=DEMO_EXPERIMENT,
+                    stimulus_set=get_stimulus_set(session, DEMO_SET_ID),
+                    design_source="demo",
+                    title="psychvis demo",
+                )
+                session.commit()
+            launched = session.scalar(
+                select(ExperimentSession).where(ExperimentSession.link_code == DEMO_LINK)
+            )
+            if launched is None:
+                launch_session(
+                    session,
+                    experiment,
+                    platform="lab",
+                    link_code=DEMO_LINK,
+                    completion_code="DEMO-DONE",
+                )
+                session.commit()
+    finally:
+        engine.dispose()
+    return DEMO_LINK
+
+
+@app.command("demo")
+def demo(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    serve_: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")
+    ] = True,
+) -> None:
+    """Set up the demo experiment (idempotent), print its links and start the server."""
+    os.environ.setdefault("PSYCHVIS_BASE_URL", f"http://{host}:{port}")
+    get_settings.cache_clear()
+    settings = _settings()
+    try:
+        link = setup_demo(settings)
+    except AppError as exc:
+        _fail(exc.detail)
+    typer.echo(f"participant link: {_link(settings, link)}")
+    typer.echo(
+        f"Prolific-style:   {_link(settings, link)}?PROLIFIC_PID=demo-participant&STUDY_ID=s&SESSION_ID=x"
+    )
+    typer.echo(f"API docs:         {settings.base_url.rstrip('/')}/api/docs")
+    if serve_:
+        serve(host=host, port=port, workers=1)
+
+
+@app.command("serve")
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the web server (uvicorn); refuses to start on an out-of-date schema."""
+    import uvicorn
+
+    settings = _settings()
+    from app.migrate import assert_schema_current
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        assert_schema_current(engine)
+    except AppError as exc:
+        _fail(exc.detail)
+    finally:
+        engine.dispose()
+    uvicorn.run(
+        "app.asgi:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command("analyze")
+def analyze(
+    path: Annotated[Path, typer.Argument(help="responses.csv in the export format.")],
+    by: Annotated[
+        str, typer.Option(help="Grouping columns, comma-separated ('' = one overall row).")
+    ] = "condition",
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    plots: Annotated[
+        Path | None, typer.Option(help="Folder for the figures (PNG and SVG).")
+    ] = None,
+    include_excluded: Annotated[
+        bool, typer.Option(help="Keep participants marked excluded.")
+    ] = False,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (per-unit CI).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Accuracy, RT, confidence and tests of exported responses (PROTOCOL §4)."""
+    from app.analysis import AnalysisInputError, analyze_file, parse_by
+
+    configure_logging("WARNING")
+    try:
+        text = analyze_file(
+            path,
+            by=parse_by(by),
+            fmt=fmt,
+            plots_dir=plots,
+            include_excluded=include_excluded,
+            n_boot=n_boot,
+            seed=seed,
+        )
+    except AnalysisInputError as exc:
+        _fail(str(exc))
+    typer.echo(text, nl=False)

@@ -89,8 +89,14 @@ class BlockSpec(_Frozen):
     break_after: bool = True
     """Offer a self-paced break after the block."""
     repeat_until_correct: bool = False
-    """IMI-style practice: repeat the block (new trial rows) until every trial is correct."""
+    """IMI-style practice: repeat the block until every trial is correct (see `attempt`)."""
     max_attempts: int = 1
+    attempt: int = Field(default=1, ge=1)
+    """Which attempt of a repeat_until_correct practice block this is. Attempts 2..max_attempts
+    are reserved in the schedule up front and skipped once an attempt is all correct."""
+    n_least_confident: int = Field(default=0, ge=0)
+    """Repeated blocks: how many trials repeat the least confident main trials (the others
+    repeat the most confident ones)."""
 
 
 class RatingSpec(_Frozen):

@@ -1,0 +1,55 @@
+"""Domain exceptions with stable codes; no HTTP knowledge (routes map them to statuses)."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base class: `code` is a stable machine-readable string, the message is for people."""
+
+    code = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(AppError):
+    code = "not_found"
+
+
+class Conflict(AppError):
+    code = "conflict"
+
+
+class OutOfOrder(Conflict):
+    code = "out_of_order"
+
+
+class AlreadyEnrolled(Conflict):
+    code = "already_enrolled"
+
+
+class SessionUnavailable(AppError):
+    """The launched session is paused, closed or full."""
+
+    code = "session_unavailable"
+
+
+class InvalidInput(AppError):
+    code = "invalid_input"
+
+
+class ManifestInvalid(AppError):
+    code = "manifest_invalid"
+
+
+class DesignInvalid(AppError):
+    code = "design_invalid"
+
+
+class SchemaOutOfDate(AppError):
+    code = "schema_out_of_date"
+
+
+class UnsupportedMediaType(InvalidInput):
+    code = "unsupported_media_type"

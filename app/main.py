@@ -1,0 +1,227 @@
+"""create_app(settings) -> FastAPI: engine, routers, static files, error handlers, middleware."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.errors import (
+    AppError,
+    Conflict,
+    DesignInvalid,
+    InvalidInput,
+    ManifestInvalid,
+    NotFound,
+    SessionUnavailable,
+    UnsupportedMediaType,
+)
+from app.log import configure_logging
+from app.migrate import assert_schema_current
+from app.routes import images, participant
+from app.templating import make_templates
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[AppError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (SessionUnavailable, 410),
+    (UnsupportedMediaType, 415),
+    (ManifestInvalid, 422),
+    (DesignInvalid, 422),
+    (InvalidInput, 422),
+]
+
+
+def status_for(exc: AppError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path.startswith("/img/")
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over a limit with 413, counting bytes as they arrive."""
+
+    def __init__(self, app: ASGIApp, max_api_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_api_bytes = max_api_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.max_upload_bytes if path.startswith("/dashboard") else self.max_api_bytes
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                await _send_413(send, limit)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _send_413(send, limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = f'{{"code":"payload_too_large","detail":"request body over {limit} bytes"}}'.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServerTimingMiddleware:
+    """Add `Server-Timing: app;dur=<ms>`: time spent in the app (excludes socket queueing)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                dur = (time.perf_counter() - start) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={dur:.2f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+class CachedStaticFiles(StaticFiles):
+    """Static files; versioned URLs (?v=hash from static_url) are cached for a year."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+def _error_response(request: Request, status: int, code: str, detail: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"code": code, "detail": detail}, status_code=status)
+    templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {"status": status, "code": code, "detail": detail},
+        status_code=status,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application for `settings` (the only place that wires everything together)."""
+    configure_logging(settings.log_level, settings.log_json)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.check_schema:
+            assert_schema_current(engine)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="psychvis",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs" if settings.env != "prod" else None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.templates = make_templates(settings.templates_dir, settings.static_dir)
+
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return _error_response(request, status_for(exc), exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        return _error_response(request, 422, "invalid_input", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return _error_response(request, 500, "internal_error", "Something went wrong on our side.")
+
+    app.include_router(participant.pages)
+    app.include_router(participant.api)
+    app.include_router(images.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        return app.state.templates.TemplateResponse(request, "index.html", {})
+
+    app.mount("/static", CachedStaticFiles(directory=str(settings.static_dir)), name="static")
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_api_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    app.add_middleware(ServerTimingMiddleware)
+    return app

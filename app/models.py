@@ -1,0 +1,235 @@
+"""ORM tables: Mapped[...] columns; constraints carry the data's integrity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, JSONType, utc_now
+
+TZDateTime = DateTime(timezone=True)
+
+
+class StimulusSet(Base):
+    __tablename__ = "stimulus_set"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    schema_version: Mapped[int]
+    source_format: Mapped[str] = mapped_column(String(16))
+    """`v1` (psychvis manifest) or `imi` (IMI/causal task folder)."""
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    image_count: Mapped[int]
+    imported_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+    units: Mapped[list[StimulusUnit]] = relationship(back_populates="stimulus_set")
+
+
+class StimulusImage(Base):
+    """One image file of a set, with the content hashes of its served encodings."""
+
+    __tablename__ = "stimulus_image"
+    __table_args__ = (UniqueConstraint("stimulus_set_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stimulus_set_id: Mapped[int] = mapped_column(
+        ForeignKey("stimulus_set.id", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(400))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    lossless_sha256: Mapped[str] = mapped_column(String(64))
+    lossy_sha256: Mapped[str] = mapped_column(String(64))
+    png_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class StimulusUnit(Base):
+    __tablename__ = "stimulus_unit"
+    __table_args__ = (UniqueConstraint("stimulus_set_id", "unit_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stimulus_set_id: Mapped[int] = mapped_column(
+        ForeignKey("stimulus_set.id", ondelete="CASCADE"), index=True
+    )
+    unit_key: Mapped[str] = mapped_column(String(120))
+    layer: Mapped[str] = mapped_column(String(80))
+    channel: Mapped[int]
+    branch: Mapped[str | None] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(200))
+    hand_picked: Mapped[bool]
+    roles: Mapped[list[str]] = mapped_column(JSONType)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    """The unit's `natural` and `synthetic` parts of the manifest (paths, ranks, activations)."""
+
+    stimulus_set: Mapped[StimulusSet] = relationship(back_populates="units")
+
+
+class Experiment(Base):
+    __tablename__ = "experiment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    stimulus_set_id: Mapped[int] = mapped_column(ForeignKey("stimulus_set.id"), index=True)
+    design_name: Mapped[str] = mapped_column(String(80))
+    design_toml: Mapped[str] = mapped_column(Text)
+    """The design file as given (a preset's text for presets): the schedule's only source."""
+    enrolled_count: Mapped[int] = mapped_column(default=0)
+    """Participants enrolled so far; the next participant number (incremented under a row lock)."""
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+    stimulus_set: Mapped[StimulusSet] = relationship()
+
+
+class ExperimentSession(Base):
+    """A launch of an experiment on a platform: owns the participant link."""
+
+    __tablename__ = "experiment_session"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'paused', 'closed')", name="status"),
+        CheckConstraint("platform IN ('prolific', 'mturk', 'lab')", name="platform"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id"), index=True)
+    link_code: Mapped[str] = mapped_column(String(32), unique=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    platform: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    max_participants: Mapped[int | None]
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    """Per outcome (`completed`, `failed_checks`, `no_consent`): completion code and URL."""
+    mturk_sandbox: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+    experiment: Mapped[Experiment] = relationship()
+
+
+class Participant(Base):
+    __tablename__ = "participant"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "platform_id"),
+        UniqueConstraint("experiment_id", "participant_number"),
+        CheckConstraint(
+            "status IN ('enrolled', 'consented', 'in_progress', 'completed', 'declined', "
+            "'returned')",
+            name="status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id"), index=True)
+    experiment_session_id: Mapped[int] = mapped_column(
+        ForeignKey("experiment_session.id"), index=True
+    )
+    participant_number: Mapped[int]
+    platform: Mapped[str] = mapped_column(String(16))
+    platform_id: Mapped[str | None] = mapped_column(String(128))
+    """Prolific PID / MTurk workerId; the slot is reserved by the unique key at enrolment."""
+    platform_data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    arm: Mapped[str | None] = mapped_column(String(80))
+    seed: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default="enrolled")
+    test_mode: Mapped[bool] = mapped_column(default=False)
+    n_trials: Mapped[int]
+    blocks: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    excluded: Mapped[bool] = mapped_column(default=False)
+    exclusion_reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+    consented_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    instructions_shown_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    instructions_done_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+
+    experiment_session: Mapped[ExperimentSession] = relationship()
+    experiment: Mapped[Experiment] = relationship()
+
+
+class ScheduledTrial(Base):
+    """One 2-AFC trial of a participant's schedule, with its images already resolved."""
+
+    __tablename__ = "scheduled_trial"
+    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    trial_index: Mapped[int]
+    block_index: Mapped[int]
+    trial_kind: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[str] = mapped_column(String(80))
+    reference_type: Mapped[str] = mapped_column(String(16))
+    n_references: Mapped[int]
+    grid_mode: Mapped[str] = mapped_column(String(16))
+    stimulus_unit_id: Mapped[int | None] = mapped_column(ForeignKey("stimulus_unit.id"))
+    batch: Mapped[int | None]
+    query_order: Mapped[str] = mapped_column(String(16))
+    feedback: Mapped[bool]
+    repeat_of_trial_index: Mapped[int | None]
+    display: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    """Served image hashes: {"min": [...], "max": [...], "upper": h, "lower": h}."""
+    catch_query_indices: Mapped[list[int] | None] = mapped_column(JSONType)
+
+
+class TrialResponse(Base):
+    """An answer. Stored once: unique per (participant, trial) and per client response_uuid."""
+
+    __tablename__ = "trial_response"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "trial_index"),
+        CheckConstraint("confidence BETWEEN 1 AND 3", name="confidence"),
+        CheckConstraint("response IN ('upper', 'lower')", name="response"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    scheduled_trial_id: Mapped[int] = mapped_column(
+        ForeignKey("scheduled_trial.id", ondelete="CASCADE")
+    )
+    trial_index: Mapped[int]
+    response_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    response: Mapped[str] = mapped_column(String(8))
+    confidence: Mapped[int]
+    correct: Mapped[bool]
+    rt_ms: Mapped[float] = mapped_column(Float)
+    onset_ms: Mapped[float | None] = mapped_column(Float)
+    answer_ms: Mapped[float | None] = mapped_column(Float)
+    frame_interval_mean_ms: Mapped[float | None] = mapped_column(Float)
+    frame_interval_max_ms: Mapped[float | None] = mapped_column(Float)
+    viewport_w_px: Mapped[int | None]
+    viewport_h_px: Mapped[int | None]
+    device_pixel_ratio: Mapped[float | None] = mapped_column(Float)
+    focus_lost: Mapped[bool] = mapped_column(default=False)
+    fullscreen_exited: Mapped[bool] = mapped_column(default=False)
+    input_kind: Mapped[str | None] = mapped_column(String(16))
+    via_beacon: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+
+class ParticipantEvent(Base):
+    """Focus loss, fullscreen exits, resizes, heartbeats... as the browser reported them."""
+
+    __tablename__ = "participant_event"
+    __table_args__ = (Index("ix_participant_event_participant_id", "participant_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    client_ms: Mapped[float | None] = mapped_column(Float)
+    trial_index: Mapped[int | None]
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)

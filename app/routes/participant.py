@@ -1,0 +1,247 @@
+"""Participant pages (landing, consent, instructions, task, done) and the JSON trial API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+
+from app.errors import Conflict, InvalidInput
+from app.routes.deps import BodyDep, ParticipantDep, SessionDep, SettingsDep, TemplatesDep
+from app.schemas import (
+    CompletionRead,
+    EventBatch,
+    EventsAck,
+    NextRead,
+    ResponseAck,
+    ResponseSubmit,
+)
+from app.services import participants as participant_service
+from app.services import trials as trial_service
+from app.services.experiments import design_of, get_session_by_link
+
+logger = logging.getLogger(__name__)
+
+pages = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api/p/{token}", tags=["participant"])
+
+PLATFORM_PARAMS = (
+    "PROLIFIC_PID",
+    "STUDY_ID",
+    "SESSION_ID",
+    "workerId",
+    "assignmentId",
+    "hitId",
+    "turkSubmitTo",
+)
+
+
+def _json_body_schema(model: type[Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _parse(model: type[Any], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body or b"")
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidInput(errors) from None
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+
+@pages.get("/s/{link_code}", response_class=HTMLResponse)
+def landing(
+    request: Request, link_code: str, session: SessionDep, templates: TemplatesDep
+) -> Response:
+    """Landing page of a study link; enrols nobody (link previews must not use up slots)."""
+    launched = get_session_by_link(session, link_code[:64])
+    params = {k: request.query_params[k] for k in PLATFORM_PARAMS if k in request.query_params}
+    design = design_of(launched.experiment)
+    return templates.TemplateResponse(
+        request,
+        "participant/landing.html",
+        {
+            "launched": launched,
+            "params": params,
+            "preview": participant_service.is_mturk_preview(params),
+            "design": design,
+            "available": launched.status == "open",
+        },
+    )
+
+
+@pages.post("/s/{link_code}/start")
+def start(
+    request: Request,
+    link_code: str,
+    session: SessionDep,
+    PROLIFIC_PID: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    STUDY_ID: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    SESSION_ID: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    workerId: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    assignmentId: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    hitId: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    turkSubmitTo: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+) -> Response:
+    """The start button: enrol (or resume the same platform id), then go to the participant page."""
+    launched = get_session_by_link(session, link_code[:64])
+    params = {
+        k: v
+        for k, v in {
+            "PROLIFIC_PID": PROLIFIC_PID,
+            "STUDY_ID": STUDY_ID,
+            "SESSION_ID": SESSION_ID,
+            "workerId": workerId,
+            "assignmentId": assignmentId,
+            "hitId": hitId,
+            "turkSubmitTo": turkSubmitTo,
+        }.items()
+        if v
+    }
+    try:
+        participant, _ = participant_service.enrol(
+            session, launched, params, user_agent=request.headers.get("user-agent")
+        )
+        session.commit()
+    except Conflict:
+        # A parallel tab enrolled the same platform id first: resume that enrolment.
+        session.rollback()
+        participant, _ = participant_service.enrol(session, launched, params)
+        session.commit()
+    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+
+@pages.get("/p/{token}", response_class=HTMLResponse)
+def participant_page(
+    request: Request,
+    participant: ParticipantDep,
+    session: SessionDep,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+) -> Response:
+    """The participant's current page: consent, instructions, task, or done."""
+    design = design_of(participant.experiment)
+    status = participant.status
+    context: dict[str, Any] = {
+        "participant": participant,
+        "token": participant.token,
+        "design": design,
+    }
+    if status == "enrolled":
+        return templates.TemplateResponse(request, "participant/consent.html", context)
+    if status == "declined":
+        context["completion"] = participant_service.completion_info(participant)
+        return templates.TemplateResponse(request, "participant/declined.html", context)
+    if status == "consented":
+        step = trial_service.next_step(session, participant, n_answered=0)
+        context["example"] = step["trial"]
+        return templates.TemplateResponse(request, "participant/instructions.html", context)
+    if status == "completed":
+        context["completion"] = participant_service.completion_info(participant)
+        return templates.TemplateResponse(request, "participant/done.html", context)
+    config = {
+        "token": participant.token,
+        "api": f"/api/p/{participant.token}",
+        "page": f"/p/{participant.token}",
+        "n_trials": participant.n_trials,
+        "preload_ahead": settings.preload_ahead,
+    }
+    context["config"] = config
+    return templates.TemplateResponse(request, "participant/task.html", context)
+
+
+@pages.post("/p/{token}/consent")
+def consent(
+    participant: ParticipantDep,
+    session: SessionDep,
+    decision: Annotated[str, Form(pattern="^(agree|decline)$")],
+) -> Response:
+    """Record consent (agree) or its refusal (decline: its own outcome, nothing else stored)."""
+    participant_service.record_consent(participant, decision == "agree")
+    session.commit()
+    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+
+@pages.post("/p/{token}/instructions")
+def instructions_done(participant: ParticipantDep, session: SessionDep) -> Response:
+    """Instructions read: the task starts."""
+    participant_service.finish_instructions(participant)
+    session.commit()
+    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+
+# --- JSON API -----------------------------------------------------------------------------------
+
+
+@api.get("/next", response_model=NextRead)
+def get_next(participant: ParticipantDep, session: SessionDep, settings: SettingsDep) -> Any:
+    """The participant's next step (first unanswered trial) and images to preload."""
+    step = trial_service.next_step(session, participant, ahead=settings.preload_ahead)
+    if session.dirty or session.new:
+        session.commit()
+    return step
+
+
+@api.post(
+    "/responses",
+    response_model=ResponseAck,
+    openapi_extra=_json_body_schema(ResponseSubmit),
+    responses={409: {"description": "Not the current trial"}, 410: {"description": "Closed"}},
+)
+def post_response(
+    participant: ParticipantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: BodyDep,
+    request: Request,
+) -> Any:
+    """Store an answer exactly once; the acknowledgement carries correctness and the next step."""
+    submit: ResponseSubmit = _parse(ResponseSubmit, body)
+    via_beacon = request.headers.get("content-type", "").startswith("text/plain")
+    recorded = trial_service.record_response(session, participant, submit, via_beacon=via_beacon)
+    response = recorded.response
+    trial = recorded.trial
+    block_end = trial_service.block_end(session, participant, trial)
+    next_step = trial_service.next_step(
+        session, participant, n_answered=None, ahead=settings.preload_ahead
+    )
+    session.commit()
+    return {
+        "trial_index": response.trial_index,
+        "duplicate": recorded.duplicate,
+        "correct": response.correct,
+        "correct_response": "upper" if trial.query_order == "max_upper" else "lower",
+        "block_end": block_end,
+        "next": next_step,
+    }
+
+
+@api.post("/events", response_model=EventsAck, openapi_extra=_json_body_schema(EventBatch))
+def post_events(participant: ParticipantDep, session: SessionDep, body: BodyDep) -> Any:
+    """Store browser events (focus, fullscreen, resize) and count as a heartbeat."""
+    batch: EventBatch = _parse(EventBatch, body)
+    stored = trial_service.record_events(session, participant, batch)
+    session.commit()
+    return {"stored": stored}
+
+
+@api.post(
+    "/complete", response_model=CompletionRead, responses={409: {"description": "Answers missing"}}
+)
+def post_complete(participant: ParticipantDep, session: SessionDep) -> Any:
+    """Finish: only when every answer is stored; returns the completion code and where to go."""
+    info = participant_service.complete(session, participant)
+    session.commit()
+    return info

@@ -1,0 +1,144 @@
+"""Pydantic request/response models of the HTTP API (…Submit, …Read)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_RT_MS = 3_600_000.0
+"""An hour: anything longer is not a reaction time."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResponseSubmit(_Strict):
+    """One answer from the browser; `response_uuid` is its idempotency key."""
+
+    response_uuid: UUID
+    trial_index: int = Field(ge=0, le=100_000)
+    response: Literal["upper", "lower"]
+    confidence: Literal[1, 2, 3]
+    rt_ms: float = Field(ge=0, le=MAX_RT_MS, allow_inf_nan=False)
+    onset_ms: float | None = Field(default=None, ge=0, le=1e10, allow_inf_nan=False)
+    answer_ms: float | None = Field(default=None, ge=0, le=1e10, allow_inf_nan=False)
+    frame_interval_mean_ms: float | None = Field(default=None, ge=0, le=60_000, allow_inf_nan=False)
+    frame_interval_max_ms: float | None = Field(
+        default=None, ge=0, le=MAX_RT_MS, allow_inf_nan=False
+    )
+    viewport_w_px: int | None = Field(default=None, ge=0, le=100_000)
+    viewport_h_px: int | None = Field(default=None, ge=0, le=100_000)
+    device_pixel_ratio: float | None = Field(default=None, gt=0, le=16, allow_inf_nan=False)
+    focus_lost: bool = False
+    fullscreen_exited: bool = False
+    input: Literal["mouse", "keyboard", "touch"] | None = None
+
+
+class EventSubmit(_Strict):
+    kind: Literal[
+        "focus_lost",
+        "focus_gained",
+        "visibility_hidden",
+        "visibility_visible",
+        "fullscreen_enter",
+        "fullscreen_exit",
+        "resize",
+        "heartbeat",
+        "page_load",
+        "page_hide",
+        "network_retry",
+    ]
+    client_ms: float | None = Field(default=None, ge=0, le=1e10, allow_inf_nan=False)
+    trial_index: int | None = Field(default=None, ge=0, le=100_000)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 16:
+            raise ValueError("at most 16 data fields")
+        for key, item in value.items():
+            if len(key) > 40 or not isinstance(item, (int, float, str, bool, type(None))):
+                raise ValueError("data holds short keys and scalar values only")
+            if isinstance(item, str) and len(item) > 200:
+                raise ValueError("data strings are at most 200 characters")
+        return value
+
+
+class EventBatch(_Strict):
+    events: list[EventSubmit] = Field(max_length=50)
+
+
+class ErrorRead(BaseModel):
+    code: str
+    detail: str
+
+
+class BlockRead(BaseModel):
+    block_index: int
+    kind: str
+    title: str
+    n_trials: int
+    position: int
+    block_feedback: bool
+    break_after: bool
+
+
+class TimingRead(BaseModel):
+    choice_ms: int
+    correct_ms: int
+    blank_ms: int
+    response_lock_ms: int
+
+
+class TrialRead(BaseModel):
+    trial_index: int
+    block: BlockRead
+    grid_mode: Literal["min_max", "max_only", "none"]
+    n_references: int
+    references: dict[Literal["min", "max"], list[str]]
+    queries: dict[Literal["upper", "lower"], str]
+    feedback: bool
+    timing: TimingRead
+
+
+class NextRead(BaseModel):
+    step: Literal["trial", "done"]
+    n_trials: int
+    n_answered: int
+    trial: TrialRead | None
+    preload: list[str]
+
+
+class BlockEndRead(BaseModel):
+    block_index: int
+    n_correct: int
+    n_trials: int
+
+
+class ResponseAck(BaseModel):
+    trial_index: int
+    duplicate: bool
+    correct: bool
+    correct_response: Literal["upper", "lower"]
+    block_end: BlockEndRead | None
+    next: NextRead
+
+
+class MturkSubmitRead(BaseModel):
+    submit_url: str
+    assignmentId: str  # noqa: N815  (MTurk's own parameter name)
+
+
+class CompletionRead(BaseModel):
+    outcome: Literal["completed", "failed_checks", "no_consent"]
+    completion_code: str | None
+    redirect_url: str | None
+    mturk: MturkSubmitRead | None
+
+
+class EventsAck(BaseModel):
+    stored: int

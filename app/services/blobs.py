@@ -1,0 +1,68 @@
+"""Content-addressed image store on disk: `<root>/<sha[:2]>/<sha>.<ext>`, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+MEDIA_TYPES = {"webp": "image/webp", "png": "image/png"}
+LOSSY_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class Encoded:
+    lossless_sha256: str
+    lossy_sha256: str
+    png_sha256: str
+
+
+class BlobStore:
+    """Immutable blobs named by the sha256 of their bytes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str, ext: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.{ext}"
+
+    def put(self, data: bytes, ext: str) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path_for(sha, ext)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return sha
+
+    def encode_and_put(self, source: Path) -> Encoded:
+        """Store `source` as lossless WebP, lossy WebP (q90) and PNG; return their hashes."""
+        with Image.open(source) as img:
+            rgb = img.convert("RGB")
+        lossless = io.BytesIO()
+        rgb.save(lossless, format="WEBP", lossless=True, quality=50, method=2)
+        lossy = io.BytesIO()
+        rgb.save(lossy, format="WEBP", quality=LOSSY_QUALITY, method=4)
+        raw = source.read_bytes()
+        if raw[:8] == b"\x89PNG\r\n\x1a\n":
+            png = raw
+        else:
+            buf = io.BytesIO()
+            rgb.save(buf, format="PNG", optimize=True)
+            png = buf.getvalue()
+        return Encoded(
+            lossless_sha256=self.put(lossless.getvalue(), "webp"),
+            lossy_sha256=self.put(lossy.getvalue(), "webp"),
+            png_sha256=self.put(png, "png"),
+        )

@@ -1,0 +1,172 @@
+"""Create experiments from designs, launch sessions (participant links), pause/resume/close."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import designs
+from app.errors import Conflict, DesignInvalid, InvalidInput, NotFound
+from app.models import Experiment, ExperimentSession, StimulusSet
+from app.services.stimuli import catalog_of
+
+logger = logging.getLogger(__name__)
+
+Platform = Literal["prolific", "mturk", "lab"]
+PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+_DESIGN_CACHE: OrderedDict[tuple[int, str], designs.Design] = OrderedDict()
+
+
+def read_design_source(source: str) -> tuple[str, str]:
+    """Return (name, TOML text) for a preset name or a design file path.
+
+    Raises:
+        DesignInvalid: neither a preset nor a readable file.
+    """
+    path = Path(source)
+    if path.suffix == ".toml" and path.is_file():
+        return path.stem, path.read_text(encoding="utf-8")
+    text = designs.preset_text(source)
+    return source, text
+
+
+def design_of(experiment: Experiment) -> designs.Design:
+    """The experiment's parsed design (cached per experiment and text)."""
+    key = (experiment.id, hashlib.sha256(experiment.design_toml.encode()).hexdigest())
+    found = _DESIGN_CACHE.get(key)
+    if found is None:
+        found = designs.parse_design(experiment.design_toml, name=experiment.design_name)
+        _DESIGN_CACHE[key] = found
+        while len(_DESIGN_CACHE) > 256:
+            _DESIGN_CACHE.popitem(last=False)
+    return found
+
+
+def create_experiment(
+    session: Session,
+    *,
+    slug: str,
+    stimulus_set: StimulusSet,
+    design_source: str,
+    title: str | None = None,
+) -> Experiment:
+    """Create an experiment; the design is checked against the stimulus set first.
+
+    Raises:
+        DesignInvalid: the design is broken or needs what the set lacks.
+        Conflict: the slug is taken.
+    """
+    if not SLUG_PATTERN.match(slug):
+        raise InvalidInput(f"experiment name {slug!r} must match {SLUG_PATTERN.pattern}")
+    if session.scalar(select(Experiment.id).where(Experiment.slug == slug)) is not None:
+        raise Conflict(f"an experiment named {slug!r} exists already")
+    name, text = read_design_source(design_source)
+    design = designs.parse_design(text, name=name)
+    designs.check_design_against(design, catalog_of(stimulus_set))
+    experiment = Experiment(
+        slug=slug,
+        title=title or slug,
+        stimulus_set_id=stimulus_set.id,
+        design_name=name,
+        design_toml=text,
+    )
+    session.add(experiment)
+    session.flush()
+    logger.info("experiment created", extra={"experiment": slug, "design": name})
+    return experiment
+
+
+def get_experiment(session: Session, slug: str) -> Experiment:
+    found = session.scalar(select(Experiment).where(Experiment.slug == slug))
+    if found is None:
+        raise NotFound(f"no experiment named {slug!r}")
+    return found
+
+
+def default_outcomes(platform: Platform, completion_code: str | None) -> dict[str, Any]:
+    code = completion_code or secrets.token_hex(4).upper()
+    url = PROLIFIC_COMPLETE_URL.format(code=code) if platform == "prolific" else None
+    return {
+        "completed": {"code": code, "url": url},
+        "failed_checks": {"code": code, "url": url},
+        "no_consent": {"code": None, "url": None},
+    }
+
+
+def launch_session(
+    session: Session,
+    experiment: Experiment,
+    *,
+    platform: Platform = "lab",
+    completion_code: str | None = None,
+    outcomes: dict[str, Any] | None = None,
+    max_participants: int | None = None,
+    mturk_sandbox: bool = False,
+    label: str = "",
+    link_code: str | None = None,
+) -> ExperimentSession:
+    """Open a participant link for an experiment on a platform.
+
+    Args:
+        outcomes: per outcome (`completed`, `failed_checks`, `no_consent`) a dict with `code` and
+            `url`; missing ones default from `completion_code` (Prolific's completion URL).
+    """
+    if platform not in ("prolific", "mturk", "lab"):
+        raise InvalidInput(f"unknown platform {platform!r}")
+    merged = default_outcomes(platform, completion_code)
+    for key, value in (outcomes or {}).items():
+        if key not in merged:
+            raise InvalidInput(f"unknown outcome {key!r}")
+        merged[key] = {**merged[key], **value}
+    launched = ExperimentSession(
+        experiment_id=experiment.id,
+        link_code=link_code or secrets.token_urlsafe(9),
+        label=label,
+        platform=platform,
+        status="open",
+        max_participants=max_participants,
+        outcomes=merged,
+        mturk_sandbox=mturk_sandbox,
+    )
+    session.add(launched)
+    session.flush()
+    logger.info("session launched", extra={"experiment": experiment.slug, "platform": platform})
+    return launched
+
+
+def get_session_by_link(session: Session, link_code: str) -> ExperimentSession:
+    found = session.scalar(
+        select(ExperimentSession).where(ExperimentSession.link_code == link_code)
+    )
+    if found is None:
+        raise NotFound("this study link does not exist")
+    return found
+
+
+def set_session_status(
+    launched: ExperimentSession, status: Literal["open", "paused", "closed"]
+) -> None:
+    if launched.status == "closed" and status != "closed":
+        raise Conflict("a closed session cannot be reopened; launch a new one")
+    launched.status = status
+
+
+__all__ = [
+    "DesignInvalid",
+    "create_experiment",
+    "design_of",
+    "get_experiment",
+    "get_session_by_link",
+    "launch_session",
+    "read_design_source",
+    "set_session_status",
+]

@@ -1,0 +1,370 @@
+"""Enrol participants (slot reserved at enrolment), consent, instructions, completion."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import designs
+from app.db import utc_now
+from app.errors import Conflict, NotFound, SessionUnavailable
+from app.models import (
+    Experiment,
+    ExperimentSession,
+    Participant,
+    ScheduledTrial,
+    StimulusSet,
+    StimulusUnit,
+    TrialResponse,
+)
+from app.schedule import TrialSpec
+from app.services.experiments import design_of
+from app.services.stimuli import catalog_of, image_hashes
+
+logger = logging.getLogger(__name__)
+
+MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+ACTIVE_STATUSES = ("enrolled", "consented", "in_progress", "completed")
+_PLATFORM_KEYS = {
+    "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
+    "mturk": ("workerId", "assignmentId", "hitId", "turkSubmitTo"),
+}
+
+
+@dataclass(frozen=True)
+class PlatformIdentity:
+    platform: str
+    platform_id: str | None
+    data: dict[str, str]
+
+
+def platform_identity(launched: ExperimentSession, params: dict[str, str]) -> PlatformIdentity:
+    """Pick the platform parameters this session's platform uses; the rest is ignored."""
+    keys = _PLATFORM_KEYS.get(launched.platform, ())
+    data = {k: str(params[k])[:256] for k in keys if params.get(k)}
+    pid = data.get("PROLIFIC_PID") or data.get("workerId")
+    return PlatformIdentity(launched.platform, pid[:128] if pid else None, data)
+
+
+def is_mturk_preview(params: dict[str, str]) -> bool:
+    return params.get("assignmentId") == MTURK_PREVIEW_ASSIGNMENT
+
+
+# Stimulus units and image hashes never change after import: cache them per set and encoding.
+_SET_CACHE: OrderedDict[
+    tuple[int, str, str, str], tuple[dict[str, StimulusUnit], dict[str, str]]
+] = OrderedDict()
+
+
+def set_lookup(
+    session: Session, stimulus_set: StimulusSet, encoding: str
+) -> tuple[dict[str, StimulusUnit], dict[str, str]]:
+    """The set's units by key and its served image names by path (cached: sets are immutable)."""
+    stimulus_set_id = stimulus_set.id
+    key = (stimulus_set_id, stimulus_set.slug, stimulus_set.imported_at.isoformat(), encoding)
+    found = _SET_CACHE.get(key)
+    if found is None:
+        units = session.scalars(
+            select(StimulusUnit).where(StimulusUnit.stimulus_set_id == stimulus_set_id)
+        ).all()
+        for unit in units:
+            session.expunge(unit)
+        ext = "png" if encoding == "png" else "webp"
+        hashes = {
+            path: f"{sha}.{ext}"
+            for path, sha in image_hashes(session, stimulus_set_id, encoding).items()
+        }
+        found = ({u.unit_key: u for u in units}, hashes)
+        _SET_CACHE[key] = found
+        while len(_SET_CACHE) > 16:
+            _SET_CACHE.popitem(last=False)
+    return found
+
+
+def resolve_display(spec: TrialSpec, unit: StimulusUnit, hashes: dict[str, str]) -> dict[str, Any]:
+    """Turn a trial spec into served image names: references per side and the two queries."""
+    natural = unit.data.get("natural") or {}
+    batches = natural.get("batches") or []
+    batch = next((b for b in batches if b["batch"] == spec.batch), batches[0])
+    n = spec.n_references
+    synthetic = unit.data.get("synthetic") or {}
+
+    def refs(side: str) -> list[str]:
+        nat = [e["path"] for e in batch.get(f"{side}_references", [])]
+        syn = [e["path"] for e in synthetic.get(f"{side}_references", [])]
+        if spec.reference_type == "natural":
+            return nat[:n]
+        if spec.reference_type == "synthetic":
+            return syn[:n]
+        if spec.reference_type == "mixed":
+            # Alternate synthetic and natural images, synthetic first.
+            mixed = [syn[i // 2] if i % 2 == 0 else nat[i // 2] for i in range(n)]
+            return mixed
+        return []
+
+    max_refs = refs("max") if spec.grid_mode != "none" else []
+    min_refs = refs("min") if spec.grid_mode == "min_max" else []
+    if spec.catch_query_indices is not None:
+        # Identical-image catch trial: the queries are displayed references (PROTOCOL §3.1).
+        all_max = refs("max")
+        all_min = refs("min")
+        i, j = spec.catch_query_indices
+        max_query, min_query = all_max[i], all_min[j]
+    else:
+        max_query, min_query = batch["max_query"]["path"], batch["min_query"]["path"]
+    upper, lower = (
+        (max_query, min_query) if spec.query_order == "max_upper" else (min_query, max_query)
+    )
+    return {
+        "min": [hashes[p] for p in min_refs],
+        "max": [hashes[p] for p in max_refs],
+        "upper": hashes[upper],
+        "lower": hashes[lower],
+    }
+
+
+def scheduled_rows(
+    participant_id: int,
+    trials: list[TrialSpec] | tuple[TrialSpec, ...],
+    units: dict[str, StimulusUnit],
+    hashes: dict[str, str],
+) -> list[ScheduledTrial]:
+    rows = []
+    for spec in trials:
+        unit = units[spec.unit_id] if spec.unit_id is not None else None
+        rows.append(
+            ScheduledTrial(
+                participant_id=participant_id,
+                trial_index=spec.trial_index,
+                block_index=spec.block_index,
+                trial_kind=spec.trial_kind,
+                condition=spec.condition,
+                reference_type=spec.reference_type,
+                n_references=spec.n_references,
+                grid_mode=spec.grid_mode,
+                stimulus_unit_id=unit.id if unit is not None else None,
+                batch=spec.batch,
+                query_order=spec.query_order,
+                feedback=spec.feedback,
+                repeat_of_trial_index=spec.repeat_of_trial_index,
+                display=resolve_display(spec, unit, hashes) if unit is not None else {},
+                catch_query_indices=list(spec.catch_query_indices)
+                if spec.catch_query_indices
+                else None,
+            )
+        )
+    return rows
+
+
+def _arm_counts(session: Session, experiment_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Participant.arm, func.count())
+        .where(
+            Participant.experiment_id == experiment_id,
+            Participant.status.in_(ACTIVE_STATUSES),
+            Participant.test_mode.is_(False),
+            Participant.arm.is_not(None),
+        )
+        .group_by(Participant.arm)
+    )
+    return {arm: count for arm, count in rows if arm is not None}
+
+
+def enrol(
+    session: Session,
+    launched: ExperimentSession,
+    params: dict[str, str],
+    *,
+    user_agent: str | None = None,
+    test_mode: bool = False,
+) -> tuple[Participant, bool]:
+    """Enrol a participant, or return the one already enrolled with the same platform id.
+
+    The experiment row is locked for the enrolment (participant number, balanced arm), so
+    parallel tabs or HITs of one worker cannot slip through; the unique key on
+    (experiment, platform_id) is the backstop.
+
+    Returns:
+        (participant, created).
+
+    Raises:
+        SessionUnavailable: paused, closed, full, or an MTurk preview.
+    """
+    if launched.status != "open":
+        raise SessionUnavailable(f"this study is {launched.status}")
+    if is_mturk_preview(params):
+        raise SessionUnavailable("accept the HIT before starting")
+    identity = platform_identity(launched, params)
+    experiment = session.scalar(
+        select(Experiment).where(Experiment.id == launched.experiment_id).with_for_update()
+    )
+    assert experiment is not None
+    if identity.platform_id is not None:
+        existing = session.scalar(
+            select(Participant).where(
+                Participant.experiment_id == experiment.id,
+                Participant.platform_id == identity.platform_id,
+            )
+        )
+        if existing is not None:
+            return existing, False
+    if launched.max_participants is not None:
+        taken = session.scalar(
+            select(func.count())
+            .select_from(Participant)
+            .where(
+                Participant.experiment_session_id == launched.id,
+                Participant.status.in_(ACTIVE_STATUSES),
+                Participant.test_mode.is_(False),
+            )
+        )
+        if (taken or 0) >= launched.max_participants:
+            raise SessionUnavailable("this study is full")
+    design = design_of(experiment)
+    number = experiment.enrolled_count + 1
+    experiment.enrolled_count = number
+    arm = None
+    if design.arms:
+        arm = designs.choose_arm(design, _arm_counts(session, experiment.id), number)
+        if arm is None:
+            raise SessionUnavailable("this study is full")
+    catalog = catalog_of(experiment.stimulus_set)
+    schedule = designs.generate_schedule(design, catalog, number, arm=arm)
+    participant = Participant(
+        token=secrets.token_urlsafe(24),
+        experiment_id=experiment.id,
+        experiment_session_id=launched.id,
+        participant_number=number,
+        platform=identity.platform,
+        platform_id=identity.platform_id,
+        platform_data=identity.data,
+        arm=arm,
+        seed=schedule.seed,
+        status="enrolled",
+        test_mode=test_mode,
+        n_trials=len(schedule.trials),
+        blocks=[b.model_dump(mode="json") for b in schedule.blocks],
+        exclusion_reasons=[],
+        user_agent=(user_agent or "")[:400] or None,
+        last_seen_at=utc_now(),
+    )
+    session.add(participant)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("this participant is enrolled already") from None
+    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    session.add_all(scheduled_rows(participant.id, schedule.trials, units, hashes))
+    session.flush()
+    logger.info(
+        "participant enrolled",
+        extra={"participant": participant.id, "experiment": experiment.slug, "arm": arm},
+    )
+    return participant, True
+
+
+def get_participant(session: Session, token: str) -> Participant:
+    found = session.scalar(select(Participant).where(Participant.token == token))
+    if found is None:
+        raise NotFound("unknown participant link")
+    return found
+
+
+def record_consent(participant: Participant, agree: bool) -> None:
+    if participant.status != "enrolled":
+        return
+    now = utc_now()
+    participant.last_seen_at = now
+    if agree:
+        participant.status = "consented"
+        participant.consented_at = now
+        participant.instructions_shown_at = now
+    else:
+        participant.status = "declined"
+        participant.completed_at = now
+
+
+def finish_instructions(participant: Participant) -> None:
+    if participant.status == "consented" and participant.instructions_done_at is None:
+        now = utc_now()
+        participant.instructions_done_at = now
+        participant.status = "in_progress"
+        participant.last_seen_at = now
+
+
+def answered_count(session: Session, participant_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TrialResponse)
+            .where(TrialResponse.participant_id == participant_id)
+        )
+        or 0
+    )
+
+
+def outcome_of(participant: Participant) -> str:
+    if participant.status == "declined":
+        return "no_consent"
+    if participant.excluded:
+        return "failed_checks"
+    return "completed"
+
+
+def complete(session: Session, participant: Participant) -> dict[str, Any]:
+    """Finish the study once every answer is stored; returns the outcome's code and URL.
+
+    Raises:
+        Conflict: answers are missing (the code is never shown before they are all stored).
+    """
+    if participant.status == "declined":
+        return completion_info(participant)
+    if participant.status != "completed":
+        if participant.status not in ("in_progress",):
+            raise Conflict("the study has not been started")
+        if answered_count(session, participant.id) < participant.n_trials:
+            raise Conflict("not every answer has been received yet")
+        participant.status = "completed"
+        participant.completed_at = utc_now()
+        participant.last_seen_at = participant.completed_at
+        _apply_exclusions(session, participant)
+    return completion_info(participant)
+
+
+def _apply_exclusions(session: Session, participant: Participant) -> None:
+    from app.services.quality import participant_summary
+
+    design = design_of(participant.experiment)
+    reasons = designs.evaluate_exclusions(design, participant_summary(session, participant))
+    participant.excluded = bool(reasons)
+    participant.exclusion_reasons = list(reasons)
+
+
+def completion_info(participant: Participant) -> dict[str, Any]:
+    launched = participant.experiment_session
+    outcome = outcome_of(participant)
+    spec = launched.outcomes.get(outcome) or {}
+    mturk = None
+    if launched.platform == "mturk" and participant.platform_data.get("assignmentId"):
+        # turkSubmitTo comes from the URL: accept only MTurk's own hosts (no open redirect).
+        host = participant.platform_data.get("turkSubmitTo", "").rstrip("/")
+        if host not in MTURK_HOSTS:
+            host = MTURK_HOSTS[1] if launched.mturk_sandbox else MTURK_HOSTS[0]
+        mturk = {
+            "submit_url": host + "/mturk/externalSubmit",
+            "assignmentId": participant.platform_data["assignmentId"],
+        }
+    return {
+        "outcome": outcome,
+        "completion_code": spec.get("code"),
+        "redirect_url": spec.get("url") if launched.platform == "prolific" else None,
+        "mturk": mturk,
+    }

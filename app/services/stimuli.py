@@ -1,0 +1,124 @@
+"""Import validated stimulus sets into the database and the blob store; list and resolve them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, ManifestInvalid, NotFound
+from app.models import StimulusImage, StimulusSet, StimulusUnit
+from app.schedule import Catalog
+from app.services.blobs import BlobStore
+from app.stimuli import LoadedSet, StimulusManifest, catalog_from_manifest, extracted_zip, load_set
+
+logger = logging.getLogger(__name__)
+
+
+def import_stimulus_set(
+    session: Session, source: Path, blobs: BlobStore, *, set_id: str | None = None
+) -> StimulusSet:
+    """Validate a set (folder or .zip; v1 or IMI) and store it; nothing is stored if it is broken.
+
+    Args:
+        session: the caller commits.
+        source: a folder or a .zip file.
+        blobs: where the served encodings go (content-addressed; shared between sets).
+        set_id: overrides the set's id (the name it gets in the app).
+
+    Returns:
+        The new StimulusSet row (flushed).
+
+    Raises:
+        ManifestInvalid: the set is broken (message names the problem).
+        Conflict: a set with that id exists already.
+    """
+    if not source.exists():
+        raise ManifestInvalid(f"{source} does not exist")
+    if source.is_file():
+        if source.suffix.lower() != ".zip":
+            raise ManifestInvalid(f"{source} is neither a folder nor a .zip file")
+        with extracted_zip(source) as folder:
+            return _import_loaded(session, load_set(folder), blobs, set_id)
+    return _import_loaded(session, load_set(source), blobs, set_id)
+
+
+def _import_loaded(
+    session: Session, loaded: LoadedSet, blobs: BlobStore, set_id: str | None
+) -> StimulusSet:
+    manifest = loaded.manifest
+    slug = set_id or manifest.id
+    if session.scalar(select(StimulusSet.id).where(StimulusSet.slug == slug)) is not None:
+        raise Conflict(f"a stimulus set named {slug!r} exists already")
+    stimulus_set = StimulusSet(
+        slug=slug,
+        title=manifest.title or slug,
+        schema_version=manifest.schema_version,
+        source_format=loaded.source_format,
+        manifest=manifest.model_dump(mode="json", by_alias=True),
+        image_count=len(manifest.files),
+    )
+    session.add(stimulus_set)
+    session.flush()
+    for rel in manifest.files:
+        encoded = blobs.encode_and_put(loaded.root / rel)
+        session.add(
+            StimulusImage(
+                stimulus_set_id=stimulus_set.id,
+                path=rel,
+                source_sha256=manifest.files[rel].sha256,
+                lossless_sha256=encoded.lossless_sha256,
+                lossy_sha256=encoded.lossy_sha256,
+                png_sha256=encoded.png_sha256,
+            )
+        )
+    for unit in manifest.units:
+        session.add(
+            StimulusUnit(
+                stimulus_set_id=stimulus_set.id,
+                unit_key=unit.id,
+                layer=unit.layer,
+                channel=unit.channel,
+                branch=unit.branch,
+                label=unit.label or f"{unit.layer} {unit.channel}",
+                hand_picked=unit.hand_picked,
+                roles=list(unit.roles),
+                data=unit.model_dump(mode="json", include={"natural", "synthetic"}),
+            )
+        )
+    session.flush()
+    logger.info(
+        "stimulus set imported",
+        extra={"stimulus_set": slug, "units": len(manifest.units), "images": len(manifest.files)},
+    )
+    return stimulus_set
+
+
+def get_stimulus_set(session: Session, slug: str) -> StimulusSet:
+    found = session.scalar(select(StimulusSet).where(StimulusSet.slug == slug))
+    if found is None:
+        raise NotFound(f"no stimulus set named {slug!r}")
+    return found
+
+
+def manifest_of(stimulus_set: StimulusSet) -> StimulusManifest:
+    return StimulusManifest.model_validate(stimulus_set.manifest)
+
+
+def catalog_of(stimulus_set: StimulusSet) -> Catalog:
+    return catalog_from_manifest(manifest_of(stimulus_set))
+
+
+def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[str, str]:
+    """Map each image path of a set to the hash of its served encoding (lossless|lossy|png)."""
+    column = {
+        "lossless": StimulusImage.lossless_sha256,
+        "lossy": StimulusImage.lossy_sha256,
+        "png": StimulusImage.png_sha256,
+    }[encoding]
+    rows = session.execute(
+        select(StimulusImage.path, column).where(StimulusImage.stimulus_set_id == stimulus_set_id)
+    )
+    return {path: sha for path, sha in rows}

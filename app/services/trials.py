@@ -1,0 +1,313 @@
+"""The trial path: what comes next (server decides) and idempotent answer recording."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import designs
+from app.db import utc_now
+from app.errors import OutOfOrder, SessionUnavailable
+from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
+from app.schemas import EventBatch, ResponseSubmit
+from app.services.experiments import design_of
+from app.services.participants import answered_count, scheduled_rows, set_lookup
+from app.services.stimuli import catalog_of
+
+logger = logging.getLogger(__name__)
+
+IMAGE_URL_PREFIX = "/img/"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The stored answer and whether this request was a repeat of an earlier one."""
+
+    response: TrialResponse
+    trial: ScheduledTrial
+    duplicate: bool
+
+
+def _url(name: str) -> str:
+    return IMAGE_URL_PREFIX + name
+
+
+def _check_active(participant: Participant) -> None:
+    status = participant.experiment_session.status
+    if status != "open":
+        raise SessionUnavailable(f"this study is {status}")
+    if participant.status != "in_progress":
+        if participant.status == "completed":
+            raise OutOfOrder("the study is finished; no more answers are taken")
+        raise OutOfOrder("the study has not started (consent and instructions first)")
+
+
+def _fill_repeated_if_needed(
+    session: Session, participant: Participant, trial: ScheduledTrial
+) -> None:
+    """Repeated trials are chosen from the participant's own answers when first reached."""
+    if trial.trial_kind != "repeated" or trial.stimulus_unit_id is not None:
+        return
+    experiment = participant.experiment
+    design = design_of(experiment)
+    rows = session.execute(
+        select(ScheduledTrial, TrialResponse)
+        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .where(ScheduledTrial.participant_id == participant.id)
+        .order_by(ScheduledTrial.trial_index)
+    ).all()
+    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    unit_keys = {u.id: key for key, u in units.items()}
+    answers = [
+        designs.AnsweredTrial(
+            trial_index=st.trial_index,
+            trial_kind=st.trial_kind,
+            condition=st.condition,
+            unit_id=unit_keys.get(st.stimulus_unit_id) if st.stimulus_unit_id else None,
+            batch=st.batch,
+            response=resp.response,
+            confidence=resp.confidence,
+            correct=resp.correct,
+        )
+        for st, resp in rows
+    ]
+    # Regenerating the schedule is deterministic (seeded) and happens once per participant.
+    schedule = designs.generate_schedule(
+        design,
+        catalog_of(experiment.stimulus_set),
+        participant.participant_number,
+        arm=participant.arm,
+    )
+    filled = designs.fill_repeated(schedule, answers)
+    new_rows = {r.trial_index: r for r in scheduled_rows(participant.id, filled, units, hashes)}
+    for row in session.scalars(
+        select(ScheduledTrial).where(
+            ScheduledTrial.participant_id == participant.id,
+            ScheduledTrial.trial_kind == "repeated",
+            ScheduledTrial.stimulus_unit_id.is_(None),
+        )
+    ):
+        new = new_rows.get(row.trial_index)
+        if new is None:
+            continue
+        for attr in (
+            "stimulus_unit_id",
+            "batch",
+            "query_order",
+            "display",
+            "repeat_of_trial_index",
+            "condition",
+            "reference_type",
+            "n_references",
+            "grid_mode",
+        ):
+            setattr(row, attr, getattr(new, attr))
+    session.flush()
+
+
+def trial_payload(participant: Participant, trial: ScheduledTrial) -> dict[str, Any]:
+    """What the browser needs to show one trial; nothing in it reveals the correct query."""
+    design = design_of(participant.experiment)
+    blocks = participant.blocks
+    block = blocks[trial.block_index]
+    first_index = sum(b["n_trials"] for b in blocks[: trial.block_index])
+    display = trial.display
+    return {
+        "trial_index": trial.trial_index,
+        "block": {
+            "block_index": trial.block_index,
+            "kind": block["kind"],
+            "title": block["title"],
+            "n_trials": block["n_trials"],
+            "position": trial.trial_index - first_index,
+            "block_feedback": block["block_feedback"],
+            "break_after": block["break_after"],
+        },
+        "grid_mode": trial.grid_mode,
+        "n_references": trial.n_references,
+        "references": {
+            "min": [_url(h) for h in display["min"]],
+            "max": [_url(h) for h in display["max"]],
+        },
+        "queries": {"upper": _url(display["upper"]), "lower": _url(display["lower"])},
+        "feedback": trial.feedback,
+        "timing": design.timing.model_dump(),
+    }
+
+
+def next_step(
+    session: Session, participant: Participant, *, n_answered: int | None = None, ahead: int = 3
+) -> dict[str, Any]:
+    """The participant's next step: the first unanswered trial plus images to preload."""
+    if n_answered is None:
+        n_answered = answered_count(session, participant.id)
+    base: dict[str, Any] = {"n_trials": participant.n_trials, "n_answered": n_answered}
+    if n_answered >= participant.n_trials:
+        return {**base, "step": "done", "trial": None, "preload": []}
+    rows = list(
+        session.scalars(
+            select(ScheduledTrial)
+            .where(
+                ScheduledTrial.participant_id == participant.id,
+                ScheduledTrial.trial_index >= n_answered,
+                ScheduledTrial.trial_index <= n_answered + ahead,
+            )
+            .order_by(ScheduledTrial.trial_index)
+        )
+    )
+    current = rows[0]
+    if current.trial_kind == "repeated" and current.stimulus_unit_id is None:
+        _fill_repeated_if_needed(session, participant, current)
+    preload: list[str] = []
+    for row in rows[1:]:
+        if not row.display:
+            break
+        d = row.display
+        for name in (*d["max"], *d["min"], d["upper"], d["lower"]):
+            url = _url(name)
+            if url not in preload:
+                preload.append(url)
+    return {
+        **base,
+        "step": "trial",
+        "trial": trial_payload(participant, current),
+        "preload": preload,
+    }
+
+
+def _find_by_uuid(
+    session: Session, participant: Participant, response_uuid: str
+) -> Recorded | None:
+    found = session.execute(
+        select(TrialResponse, ScheduledTrial)
+        .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .where(TrialResponse.response_uuid == response_uuid)
+    ).first()
+    if found is None:
+        return None
+    response, trial = found
+    if response.participant_id != participant.id:
+        # Another participant's uuid: treat as a conflict, reveal nothing.
+        raise OutOfOrder("this response id was used before")
+    return Recorded(response, trial, duplicate=True)
+
+
+def record_response(
+    session: Session,
+    participant: Participant,
+    submit: ResponseSubmit,
+    *,
+    received_at: datetime | None = None,
+    via_beacon: bool = False,
+) -> Recorded:
+    """Store an answer exactly once.
+
+    The same `response_uuid` again returns the stored answer (duplicate=True). Any other answer
+    to a trial that is not the participant's current one raises OutOfOrder, storing nothing.
+    """
+    earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+    if earlier is not None:
+        return earlier
+    _check_active(participant)
+    n_answered = answered_count(session, participant.id)
+    if submit.trial_index != n_answered:
+        raise OutOfOrder(f"trial {submit.trial_index} is not the current trial ({n_answered})")
+    trial = session.scalar(
+        select(ScheduledTrial).where(
+            ScheduledTrial.participant_id == participant.id,
+            ScheduledTrial.trial_index == submit.trial_index,
+        )
+    )
+    if trial is None or not trial.display:
+        raise OutOfOrder(f"trial {submit.trial_index} is not in the schedule")
+    correct_response = "upper" if trial.query_order == "max_upper" else "lower"
+    now = received_at or utc_now()
+    response = TrialResponse(
+        participant_id=participant.id,
+        scheduled_trial_id=trial.id,
+        trial_index=trial.trial_index,
+        response_uuid=str(submit.response_uuid),
+        response=submit.response,
+        confidence=submit.confidence,
+        correct=submit.response == correct_response,
+        rt_ms=submit.rt_ms,
+        onset_ms=submit.onset_ms,
+        answer_ms=submit.answer_ms,
+        frame_interval_mean_ms=submit.frame_interval_mean_ms,
+        frame_interval_max_ms=submit.frame_interval_max_ms,
+        viewport_w_px=submit.viewport_w_px,
+        viewport_h_px=submit.viewport_h_px,
+        device_pixel_ratio=submit.device_pixel_ratio,
+        focus_lost=submit.focus_lost,
+        fullscreen_exited=submit.fullscreen_exited,
+        input_kind=submit.input,
+        via_beacon=via_beacon,
+        received_at=now,
+    )
+    nested = session.begin_nested()
+    session.add(response)
+    try:
+        nested.commit()
+    except IntegrityError:
+        # A concurrent request stored this trial first (same uuid: duplicate; else conflict).
+        nested.rollback()
+        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+        if earlier is not None:
+            return earlier
+        raise OutOfOrder(f"trial {submit.trial_index} was answered already") from None
+    participant.last_seen_at = now
+    return Recorded(response, trial, duplicate=False)
+
+
+def block_end(
+    session: Session, participant: Participant, trial: ScheduledTrial
+) -> dict[str, int] | None:
+    """Block feedback when `trial` is the last of its block: how many of its trials were correct."""
+    blocks = participant.blocks
+    block = blocks[trial.block_index]
+    last_index = sum(b["n_trials"] for b in blocks[: trial.block_index + 1]) - 1
+    if trial.trial_index != last_index:
+        return None
+    n_correct = session.scalar(
+        select(func.count())
+        .select_from(TrialResponse)
+        .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .where(
+            ScheduledTrial.participant_id == participant.id,
+            ScheduledTrial.block_index == trial.block_index,
+            TrialResponse.correct.is_(True),
+        )
+    )
+    return {
+        "block_index": trial.block_index,
+        "n_correct": n_correct or 0,
+        "n_trials": block["n_trials"],
+    }
+
+
+def record_events(session: Session, participant: Participant, batch: EventBatch) -> int:
+    """Store reported browser events; every call also counts as a heartbeat."""
+    now = utc_now()
+    for event in batch.events:
+        if event.kind == "heartbeat":
+            continue
+        session.add(
+            ParticipantEvent(
+                participant_id=participant.id,
+                kind=event.kind,
+                client_ms=event.client_ms,
+                trial_index=event.trial_index,
+                data=event.data,
+                received_at=now,
+            )
+        )
+    session.execute(
+        update(Participant).where(Participant.id == participant.id).values(last_seen_at=now)
+    )
+    return len(batch.events)
