@@ -1,0 +1,150 @@
+// Answer input: clicks/taps on the six response buttons and keyboard shortcuts, with start/stop.
+//
+// Buttons carry data-response="upper|lower" and data-confidence="1|2|3". Keys are matched on
+// KeyboardEvent.code (the physical key), so the layout is the same on QWERTY, QWERTZ and AZERTY
+// keyboards; the labels shown on the page come from navigator.keyboard.getLayoutMap() when the
+// browser has it. DOM-free apart from the event targets passed in (node tests use EventTarget).
+
+/** Default keys: the digit row answers "upper", the row under it answers "lower". */
+export const DEFAULT_KEYS = Object.freeze({
+  upper: Object.freeze(["Digit1", "Digit2", "Digit3"]),
+  lower: Object.freeze(["KeyQ", "KeyW", "KeyE"]),
+});
+
+const CODE_RE = /^[A-Za-z0-9]+$/;
+
+/**
+ * Validate `config.keys` ({upper: [code, code, code], lower: [...]}, KeyboardEvent.code
+ * values); anything malformed falls back to DEFAULT_KEYS.
+ */
+export function normaliseKeys(keys) {
+  const ok = (row) => Array.isArray(row) && row.length === 3 && row.every((c) => typeof c === "string" && CODE_RE.test(c));
+  if (!keys || typeof keys !== "object" || !ok(keys.upper) || !ok(keys.lower)) return DEFAULT_KEYS;
+  const all = [...keys.upper, ...keys.lower];
+  if (new Set(all).size !== 6) return DEFAULT_KEYS;
+  return { upper: [...keys.upper], lower: [...keys.lower] };
+}
+
+/** Fallback label of a KeyboardEvent.code when no layout map is available ("KeyQ" -> "Q"). */
+export function codeLabel(code) {
+  const m = /^(?:Key|Digit|Numpad)(.+)$/.exec(code);
+  return (m ? m[1] : code).toUpperCase();
+}
+
+/**
+ * The answer a key event stands for, or null.
+ * @param {{code?: string, key?: string, repeat?: boolean, ctrlKey?: boolean, altKey?: boolean,
+ *   metaKey?: boolean}} event
+ * @param {{upper: string[], lower: string[]}} keys
+ * @returns {{response: "upper"|"lower", confidence: 1|2|3} | null}
+ */
+export function answerForKey(event, keys = DEFAULT_KEYS) {
+  if (!event || event.repeat || event.ctrlKey || event.altKey || event.metaKey) return null;
+  for (const response of ["upper", "lower"]) {
+    const i = keys[response].indexOf(event.code);
+    if (i >= 0) return { response, confidence: i + 1 };
+  }
+  // Some virtual keyboards send an empty code: fall back to the character of the default keys.
+  if (!event.code && typeof event.key === "string") {
+    for (const response of ["upper", "lower"]) {
+      const i = keys[response].map(codeLabel).indexOf(event.key.toUpperCase());
+      if (i >= 0) return { response, confidence: i + 1 };
+    }
+  }
+  return null;
+}
+
+/** Map a PointerEvent.pointerType to the API's input kind. A pen is a direct touch. */
+export function inputKindForPointer(pointerType) {
+  return pointerType === "touch" || pointerType === "pen" ? "touch" : "mouse";
+}
+
+/**
+ * Listen for one answer at a time.
+ * @param {object} o
+ * @param {EventTarget} o.root element containing the response buttons.
+ * @param {EventTarget} o.keyTarget where keydown is heard (document).
+ * @param {{upper: string[], lower: string[]}} [o.keys]
+ * @param {(a: {response: string, confidence: number, input: string, at_ms: number}) => void} o.onAnswer
+ *   called once per start(); input stops itself before calling it.
+ * @param {() => number} [o.now] performance.now.
+ */
+export function createInput({ root, keyTarget, keys = DEFAULT_KEYS, onAnswer, now = () => globalThis.performance.now() }) {
+  let offs = [];
+  let lastPointer = "mouse";
+
+  const on = (target, type, fn, opts) => {
+    target.addEventListener(type, fn, opts);
+    offs.push(() => target.removeEventListener(type, fn, opts));
+  };
+
+  function stop() {
+    for (const off of offs) off();
+    offs = [];
+  }
+
+  function answer(response, confidence, input) {
+    const at_ms = now(); // before anything else: RT is measured here
+    stop();
+    onAnswer({ response, confidence, input, at_ms });
+  }
+
+  function onPointerDown(e) {
+    lastPointer = inputKindForPointer(e.pointerType);
+  }
+
+  function onClick(e) {
+    const btn = e.target && e.target.closest ? e.target.closest("[data-response][data-confidence]") : null;
+    if (!btn || btn.disabled) return;
+    const response = btn.dataset.response;
+    const confidence = Number(btn.dataset.confidence);
+    if ((response !== "upper" && response !== "lower") || ![1, 2, 3].includes(confidence)) return;
+    // detail === 0: a click synthesised from Enter/Space on a focused button. Chrome's click is
+    // a PointerEvent that names its pointer; elsewhere use the last pointerdown.
+    let input = lastPointer;
+    if (e.detail === 0) input = "keyboard";
+    else if (e.pointerType) input = inputKindForPointer(e.pointerType);
+    answer(response, confidence, input);
+  }
+
+  function onKeyDown(e) {
+    const t = e.target;
+    if (t && (t.isContentEditable || t.tagName === "INPUT" || t.tagName === "TEXTAREA")) return;
+    const a = answerForKey(e, keys);
+    if (!a) return;
+    if (typeof e.preventDefault === "function") e.preventDefault();
+    answer(a.response, a.confidence, "keyboard");
+  }
+
+  return {
+    /** Start listening (after the response lock). Calling start twice is harmless. */
+    start() {
+      stop();
+      on(root, "pointerdown", onPointerDown, { capture: true });
+      on(root, "click", onClick);
+      on(keyTarget, "keydown", onKeyDown);
+    },
+    stop,
+    get active() {
+      return offs.length > 0;
+    },
+  };
+}
+
+/**
+ * Labels of the configured keys in the user's keyboard layout ("1", "Q", or "A" on AZERTY).
+ * @returns {Promise<{upper: string[], lower: string[]}>}
+ */
+export async function keyLabels(keys = DEFAULT_KEYS, nav = globalThis.navigator) {
+  let map = null;
+  try {
+    if (nav && nav.keyboard && typeof nav.keyboard.getLayoutMap === "function") map = await nav.keyboard.getLayoutMap();
+  } catch {
+    map = null;
+  }
+  const label = (code) => {
+    const v = map && map.get(code);
+    return v ? v.toUpperCase() : codeLabel(code);
+  };
+  return { upper: keys.upper.map(label), lower: keys.lower.map(label) };
+}
