@@ -1,0 +1,209 @@
+"""The response export format (`responses.csv`): column order and codebook.
+
+Plain module on purpose: the exporter (`app.services.export`) and the analysis (`app.analysis`)
+both import it, so it must not import pandas, numpy or anything from app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["str", "int", "float", "bool", "datetime"]
+
+BOOL_TRUE = "true"
+BOOL_FALSE = "false"
+EXCLUSION_REASON_SEPARATOR = ";"
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """One column of `responses.csv`.
+
+    Attributes:
+        name: Column header.
+        type: Value type as written in the CSV: `str`, `int`, `float` (decimal point), `bool`
+            (`true`/`false`) or `datetime` (ISO 8601, UTC, e.g. `2025-03-01T12:00:00.123Z`).
+        description: What the value means.
+        allowed: The only values allowed, as they appear in the file; None when any value of the
+            type is allowed.
+        nullable: Whether the cell may be empty.
+    """
+
+    name: str
+    type: ColumnType
+    description: str
+    allowed: tuple[str, ...] | None = None
+    nullable: bool = False
+
+
+_SPECS: tuple[ColumnSpec, ...] = (
+    ColumnSpec("experiment", "str", "Experiment (study) identifier."),
+    ColumnSpec(
+        "session",
+        "str",
+        "Launched session (participant link batch) the participant enrolled through.",
+        nullable=True,
+    ),
+    ColumnSpec("participant", "str", "Opaque participant identifier, unique within an experiment."),
+    ColumnSpec(
+        "participant_group",
+        "str",
+        "Participant group, e.g. `expert`/`lay` (Experiment II); empty when not used.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "trial_index", "int", "0-based position of the trial in the participant's schedule."
+    ),
+    ColumnSpec("block_index", "int", "0-based block the trial belongs to.", nullable=True),
+    ColumnSpec(
+        "trial_kind",
+        "str",
+        "`main` trials are analysed; `practice`, `catch` (identical-image attention checks) and "
+        "`repeated` (consistency re-tests) are not.",
+        allowed=("practice", "main", "catch", "repeated"),
+    ),
+    ColumnSpec("condition", "str", "Condition label of the design (e.g. `natural`, `Max-9`)."),
+    ColumnSpec(
+        "reference_type",
+        "str",
+        "Kind of reference images shown: natural exemplars, synthetic feature visualizations, "
+        "none (baseline) or mixed (follow-up designs).",
+        allowed=("natural", "synthetic", "none", "mixed"),
+    ),
+    ColumnSpec(
+        "n_references",
+        "int",
+        "Reference images per side (0 for the `none` baseline).",
+        allowed=("0", "1", "9"),
+    ),
+    ColumnSpec(
+        "grid_mode",
+        "str",
+        "Which reference grids were shown: min and max, max only, or none.",
+        allowed=("min_max", "max_only", "none"),
+    ),
+    ColumnSpec("layer", "str", "CNN layer of the unit (e.g. `mixed4b`).", nullable=True),
+    ColumnSpec("channel", "int", "Channel (feature map) index within the layer.", nullable=True),
+    ColumnSpec(
+        "unit_label", "str", "Unit identifier from the stimulus set manifest.", nullable=True
+    ),
+    ColumnSpec(
+        "hand_picked",
+        "bool",
+        "Whether the unit was hand-picked (Experiment I) rather than drawn at random.",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+        nullable=True,
+    ),
+    ColumnSpec(
+        "batch",
+        "int",
+        "Natural-exemplar batch the queries came from (batch 0: practice and catch).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "query_order",
+        "str",
+        "Placement of the maximally activating query: upper or lower.",
+        allowed=("max_upper", "max_lower"),
+    ),
+    ColumnSpec(
+        "response",
+        "str",
+        "Query the participant chose as maximally activating.",
+        allowed=("upper", "lower"),
+    ),
+    ColumnSpec(
+        "correct_response",
+        "str",
+        "Position of the maximally activating query (follows from `query_order`).",
+        allowed=("upper", "lower"),
+    ),
+    ColumnSpec(
+        "correct",
+        "bool",
+        "Whether `response` equals `correct_response`.",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec(
+        "confidence",
+        "int",
+        "Confidence of the answer: 1 = guess, 2, 3 = sure.",
+        allowed=("1", "2", "3"),
+    ),
+    ColumnSpec(
+        "conf_rating",
+        "int",
+        "Signed confidence: +confidence when `response` is upper, -confidence when lower.",
+        allowed=("-3", "-2", "-1", "1", "2", "3"),
+    ),
+    ColumnSpec(
+        "rt_ms",
+        "float",
+        "Response time in ms from the stimulus onset frame to the click (client clock).",
+    ),
+    ColumnSpec(
+        "presented_at",
+        "datetime",
+        "Stimulus onset, ISO 8601 UTC (client clock, mapped to UTC).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "received_at",
+        "datetime",
+        "Server receipt of the response, ISO 8601 UTC (server clock).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "query_image_upper", "str", "Stimulus-set path of the upper query image.", nullable=True
+    ),
+    ColumnSpec(
+        "query_image_lower", "str", "Stimulus-set path of the lower query image.", nullable=True
+    ),
+    ColumnSpec(
+        "stimulus_set", "str", "Stimulus set id (and version) the trial used.", nullable=True
+    ),
+    ColumnSpec(
+        "repeat_of_trial_index",
+        "int",
+        "For `repeated` trials: `trial_index` of the main trial repeated; empty otherwise.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "excluded",
+        "bool",
+        "Whether the participant is excluded from analysis (same value on all their rows).",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec(
+        "exclusion_reasons",
+        "str",
+        f"Reasons for exclusion, separated by `{EXCLUSION_REASON_SEPARATOR}`; empty when none.",
+        nullable=True,
+    ),
+)
+
+RESPONSE_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+"""Columns of `responses.csv`, in the order the exporter writes them."""
+
+CODEBOOK: dict[str, ColumnSpec] = {spec.name: spec for spec in _SPECS}
+"""Column name -> description, type, allowed values and nullability."""
+
+
+def codebook_markdown() -> str:
+    """Render the codebook as a Markdown table (for docs and the dashboard).
+
+    Returns:
+        A Markdown table with one row per column, in export order.
+    """
+    lines = [
+        "| column | type | allowed values | empty allowed | description |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in _SPECS:
+        allowed = ", ".join(f"`{value}`" for value in spec.allowed) if spec.allowed else ""
+        nullable = "yes" if spec.nullable else "no"
+        lines.append(
+            f"| `{spec.name}` | {spec.type} | {allowed} | {nullable} | {spec.description} |"
+        )
+    return "\n".join(lines)
