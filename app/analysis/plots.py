@@ -194,6 +194,10 @@ def _accuracy_by_layer(
     ax = fig.add_subplot()
     with_layer = main.loc[main["layer"] != ""]
     layers = sorted(with_layer["layer"].unique().tolist())
+    if not layers:
+        ax.text(0.5, 0.5, "No trials with a layer.", ha="center", va="center")
+        ax.set_axis_off()
+        return
     rows = group_summary(
         participant_table(with_layer, ["layer", "condition"]), ["layer", "condition"]
     )

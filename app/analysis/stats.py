@@ -29,6 +29,8 @@ DEFAULT_BY: tuple[str, ...] = ("condition",)
 DEFAULT_N_BOOT = 10_000
 DEFAULT_SEED = 0
 CI_LEVEL = 0.95
+SD_TOLERANCE = 1e-12
+"""SDs of per-participant differences below this count as zero (floating-point noise)."""
 MAX_BOOT_CELLS = 2_000_000
 """Resampled values drawn per chunk in `bootstrap_mean_ci` (bounds memory, not results)."""
 
@@ -162,8 +164,9 @@ def paired_test(natural: Sequence[float], synthetic: Sequence[float]) -> dict[st
     Returns:
         `n_pairs`, `accuracy_natural`, `accuracy_synthetic`, `difference` (natural − synthetic,
         mean over participants), `difference_ci` (1.96·SEM of the differences), `t`, `df`, `p_t`
-        (`scipy.stats.ttest_rel`, two-sided), `wilcoxon_w`, `p_wilcoxon` (`scipy.stats.wilcoxon`
-        with its defaults: zero differences dropped, two-sided). Undefined values are None.
+        (`scipy.stats.ttest_rel`, two-sided; None when the differences have SD 0), `wilcoxon_w`,
+        `p_wilcoxon` (`scipy.stats.wilcoxon` with its defaults: zero differences dropped,
+        two-sided; None when all differences are zero). Undefined values are None.
     """
     nat = np.asarray(natural, dtype=float)
     syn = np.asarray(synthetic, dtype=float)
@@ -174,14 +177,15 @@ def paired_test(natural: Sequence[float], synthetic: Sequence[float]) -> dict[st
     n = int(nat.size)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        if n >= 2:
+        # Identical differences (SD 0, up to rounding) make t infinite: report it undefined.
+        if n >= 2 and diff.sd > SD_TOLERANCE:
             result = scipy_stats.ttest_rel(nat, syn)
             t, p_t = float(result.statistic), float(result.pvalue)
-            # With every difference zero, Wilcoxon's test (zeros dropped) has no data; older
-            # scipy raises, newer returns p = 1. Report it as undefined either way.
-            if np.any(nat != syn):
-                wres = scipy_stats.wilcoxon(nat, syn)
-                w, p_w = float(wres.statistic), float(wres.pvalue)
+        # With every difference zero, Wilcoxon's test (zeros dropped) has no data; older scipy
+        # raises, newer returns p = 1. Report it undefined either way.
+        if n >= 2 and np.any(nat != syn):
+            wres = scipy_stats.wilcoxon(nat, syn)
+            w, p_w = float(wres.statistic), float(wres.pvalue)
     return {
         "n_pairs": n,
         "accuracy_natural": _num(mean_sem(nat).mean),
@@ -261,7 +265,7 @@ def participant_table(trials: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         when no trial was correct), `mean_confidence`.
     """
     work, keys = _with_group_keys(trials, by)
-    keys = keys + list(PARTICIPANT_KEY)
+    keys = list(dict.fromkeys([*keys, *PARTICIPANT_KEY]))  # `by` may name participant columns
     grouped = work.groupby(keys, dropna=False, sort=True)
     table = grouped.agg(
         n_trials=("correct", "size"),
@@ -352,9 +356,9 @@ def accuracy_by_confidence(trials: pd.DataFrame, by: Sequence[str]) -> list[dict
         One dict per group and confidence level: the group columns, `confidence`,
         `n_participants`, `n_trials`, `accuracy`, `accuracy_sem`, `accuracy_ci`.
     """
-    keys = [*by, "confidence"]
+    keys = list(dict.fromkeys([*by, "confidence"]))
     rows = group_summary(participant_table(trials, keys), keys)
-    wanted = (*by, "confidence", "n_participants", "n_trials")
+    wanted = (*keys, "n_participants", "n_trials")
     return [
         {k: row[k] for k in wanted}
         | {k: row[k] for k in ("accuracy", "accuracy_sem", "accuracy_ci")}
@@ -566,9 +570,12 @@ def _group_values(by: Sequence[str], key: Any) -> dict[str, Any]:
 
 
 def _native(value: Any) -> Any:
-    """Plain Python scalar for JSON: numpy scalars unwrapped, missing values -> None."""
+    """Plain Python scalar for JSON: numpy scalars unwrapped, timestamps as ISO 8601 text,
+    missing values -> None."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -577,4 +584,5 @@ def _native(value: Any) -> Any:
 
 
 def _num(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
+    """The value as a float, or None when it is undefined (NaN or infinite)."""
+    return None if value is None or not math.isfinite(value) else float(value)

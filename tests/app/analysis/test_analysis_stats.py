@@ -241,3 +241,19 @@ def test_only_excluded_participants_is_a_clear_error(frame: pd.DataFrame) -> Non
     only_p4 = frame.loc[frame["participant"] == "p4"]
     with pytest.raises(AnalysisInputError, match="no main trials"):
         analyze(only_p4, n_boot=0, validated=True)
+
+
+def test_paired_test_with_constant_differences_has_no_t() -> None:
+    result = paired_test([0.9, 0.8, 1.0], [0.8, 0.7, 0.9])  # every difference 0.1 (rounded)
+    assert result["difference"] == pytest.approx(0.1)
+    assert result["t"] is None and result["p_t"] is None
+    assert result["p_wilcoxon"] is not None
+
+
+def test_grouping_by_participant_and_confidence_columns(frame: pd.DataFrame) -> None:
+    rows = _by_key(analyze_frame(frame, ["participant"], n_boot=0), "participant")
+    assert rows[("p2",)]["n_participants"] == 1
+    assert rows[("p2",)]["accuracy"] == pytest.approx(5 / 8)
+    result = analyze(frame, ["confidence"], n_boot=0, validated=True)
+    assert [row["confidence"] for row in result.rows] == [1, 2, 3]
+    assert [row["confidence"] for row in result.by_confidence] == [1, 2, 3]
