@@ -193,6 +193,36 @@ def experiments_list() -> None:
             typer.echo(f"{e.slug}\t{e.design_name}\t{counts.get(e.id, 0)} participants")
 
 
+@experiments_app.command("preview")
+def experiments_preview(
+    design: Annotated[str, typer.Argument(help="Preset name or design TOML file.")],
+    participant: Annotated[int, typer.Option(min=1, help="Participant number (1-based).")] = 1,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    stimulus_set: Annotated[
+        Path | None, typer.Option(help="Stimulus set folder; default: units from the design.")
+    ] = None,
+    arm: Annotated[str | None, typer.Option(help="Arm (default: as balanced assignment).")] = None,
+) -> None:
+    """Print participant N's schedule, to check a design before launch."""
+    from app import designs
+    from app.stimuli import catalog_from_manifest, load_set
+
+    if fmt not in ("table", "json"):
+        _fail("--format must be table or json")
+    try:
+        catalog = None
+        if stimulus_set is not None:
+            catalog = catalog_from_manifest(load_set(stimulus_set).manifest)
+        loaded = designs.load_design(design, catalog)
+        chosen = arm if arm is not None else designs.expected_arm(loaded, participant)
+        schedule = designs.generate_schedule(loaded, catalog, participant, arm=chosen)
+    except AppError as exc:
+        _fail(exc.detail)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(designs.render_preview(schedule, "json" if fmt == "json" else "table", catalog))
+
+
 # --- sessions -----------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from app.designs.loader import (
     preset_text,
 )
 from app.designs.model import Design, design_arms, design_encoding, design_timing
-from app.designs.preview import preview_rows, render_preview
+from app.designs.preview import expected_arm, preview_rows, render_preview
 
 __all__ = [
     "AnsweredTrial",
@@ -36,6 +36,7 @@ __all__ = [
     "design_encoding",
     "design_timing",
     "evaluate_exclusions",
+    "expected_arm",
     "fill_repeated",
     "generate_schedule",
     "load_design",

@@ -6,9 +6,25 @@ import json
 from collections import Counter
 from typing import Any, Literal
 
+from app.designs.generate import choose_arm
+from app.designs.model import Design
 from app.schedule import Catalog, Schedule, TrialSpec
 
 PreviewFormat = Literal["table", "json"]
+
+
+def expected_arm(design: Design, participant_number: int) -> str | None:
+    """The arm participant N gets if participants 1..N-1 all took part (for previews)."""
+    if not design.arms:
+        return None
+    counts: dict[str, int] = {}
+    arm: str | None = None
+    for p in range(1, participant_number + 1):
+        arm = choose_arm(design, counts, p)
+        if arm is None:
+            return None
+        counts[arm] = counts.get(arm, 0) + 1
+    return arm
 
 
 def _layer_channel(unit_id: str | None, catalog: Catalog | None) -> tuple[str | None, int | None]:
