@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from app.analysis import AnalysisInputError, analyze_frame, coerce_frame, read_responses
-from app.export_format import CODEBOOK, RESPONSE_COLUMNS
+from app.export_format import CODEBOOK, RESPONSE_COLUMNS, codebook_markdown
 
 FIXTURE = Path(__file__).parent / "data" / "responses_small.csv"
 
@@ -135,3 +135,8 @@ def test_frame_problems_report_row_positions() -> None:
     raw.loc[0, "n_references"] = "5"
     with pytest.raises(AnalysisInputError, match=r"'5' \(row 0\); expected one of 0, 1, 9"):
         analyze_frame(raw)
+
+
+def test_docs_show_the_current_codebook() -> None:
+    docs = Path(__file__).parents[3] / "docs" / "analysis.md"
+    assert codebook_markdown() in docs.read_text()
