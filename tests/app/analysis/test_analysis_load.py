@@ -140,3 +140,18 @@ def test_frame_problems_report_row_positions() -> None:
 def test_docs_show_the_current_codebook() -> None:
     docs = Path(__file__).parents[3] / "docs" / "analysis.md"
     assert codebook_markdown() in docs.read_text()
+
+
+def test_exporter_csv_writer_output_reads_back(tmp_path: Path) -> None:
+    from app.services.export import write_csv
+
+    raw = _raw()
+    raw.loc[raw["condition"] == "synthetic", "condition"] = "-synthetic"  # gets neutralised
+    path = tmp_path / "exported.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        assert write_csv(fh, raw.to_dict(orient="records")) == len(raw)
+    frame = read_responses(path)
+    expected = read_responses(FIXTURE)
+    assert set(frame["condition"]) == {"natural", "'-synthetic"}
+    pd.testing.assert_series_equal(frame["conf_rating"], expected["conf_rating"])
+    pd.testing.assert_series_equal(frame["correct"], expected["correct"])
