@@ -1,0 +1,289 @@
+"""load_model(name, weights, device) -> Net: eval model, input mapping, layer naming and hooks.
+
+Layers of InceptionV1 are pre-ReLU concatenations of the branch convs (PROTOCOL §2.1); layers of
+other models are module names (``layer3.1``, ``features.10``) with channel = output channel.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stimuli_builder.errors import ModelError
+from stimuli_builder.presets import (
+    BRANCH_MODULE_SUFFIX,
+    BRANCHES,
+    INCEPTION_BRANCH_SIZES,
+    inception_branch_of,
+)
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A named layer: one or more modules whose outputs are concatenated along channels."""
+
+    name: str
+    modules: tuple[str, ...]
+    branch_names: tuple[str | None, ...]
+
+
+@dataclass
+class Net:
+    """A loaded network ready for scanning and rendering.
+
+    Attributes:
+        model: eval-mode module on ``device`` with ``requires_grad`` off for all parameters.
+        name: model name as configured.
+        weights_id: ``lucent-pretrained``, ``random(seed=S)``, ``sha256:<hex>`` or
+            ``torchvision:<weights enum>``.
+        input_transform_f: maps RGB float [N, 3, H, W] in [0, 1] to the model's input.
+        is_inception: True for lucent's InceptionV1 (branch-aware layer names).
+    """
+
+    model: nn.Module
+    name: str
+    weights_id: str
+    input_transform_f: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    is_inception: bool = False
+    _channels: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def layer_spec(self, layer: str) -> LayerSpec:
+        """Resolve a layer name to the modules whose outputs form it.
+
+        Raises:
+            ModelError: no such layer (with close matches).
+        """
+        modules = dict(self.model.named_modules())
+        if self.is_inception and layer in INCEPTION_BRANCH_SIZES:
+            names = tuple(f"{layer}_{BRANCH_MODULE_SUFFIX[b]}" for b in BRANCHES)
+            return LayerSpec(layer, names, tuple(BRANCHES))
+        if layer in modules and layer != "":
+            return LayerSpec(layer, (layer,), (None,))
+        candidates = list(INCEPTION_BRANCH_SIZES) if self.is_inception else []
+        candidates += [n for n in modules if n]
+        close = difflib.get_close_matches(layer, list(dict.fromkeys(candidates)), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"unknown layer {layer!r} for model {self.name!r}{hint}")
+
+    def layer_channels(self, layer: str, probe_px: int = 224) -> tuple[int, ...]:
+        """Channels per module of ``layer`` (probed with one forward pass, then cached)."""
+        if layer not in self._channels:
+            spec = self.layer_spec(layer)
+            probe = torch.zeros(1, 3, probe_px, probe_px, device=self.device)
+            with torch.inference_mode():
+                outs = run_capture(self.model, spec.modules, self.input_transform_f(probe))
+            self._channels[layer] = tuple(int(outs[m].shape[1]) for m in spec.modules)
+        return self._channels[layer]
+
+    def check_unit(self, layer: str, channel: int) -> str | None:
+        """Validate ``(layer, channel)``; return its InceptionV1 branch (None otherwise).
+
+        Raises:
+            ModelError: unknown layer or channel out of range.
+        """
+        total = sum(self.layer_channels(layer))
+        if not 0 <= channel < total:
+            raise ModelError(
+                f"channel {channel} is out of range for layer {layer!r} of {self.name} "
+                f"(0..{total - 1})"
+            )
+        if self.is_inception and layer in INCEPTION_BRANCH_SIZES:
+            return inception_branch_of(layer, channel)[0]
+        return None
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every needed output is captured, to skip the rest of the net."""
+
+
+@contextmanager
+def capture_outputs(
+    model: nn.Module, module_names: Sequence[str], stop_early: bool = True
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Register forward hooks on ``module_names``; always remove them on exit.
+
+    Yields:
+        A dict filled with ``module name -> output tensor`` on each forward pass. With
+        ``stop_early``, the forward pass stops once all are captured: call the model through
+        :func:`forward_until`.
+    """
+    modules = dict(model.named_modules())
+    store: dict[str, torch.Tensor] = {}
+    wanted = set(module_names)
+    handles = []
+
+    def make_hook(name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
+        def hook(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
+            store[name] = out
+            if stop_early and wanted.issubset(store):
+                raise _StopForward
+
+        return hook
+
+    try:
+        for name in module_names:
+            handles.append(modules[name].register_forward_hook(make_hook(name)))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def forward_until(model: nn.Module, x: torch.Tensor, store: dict[str, torch.Tensor]) -> None:
+    """Run ``model(x)`` after clearing ``store``; a hook's early stop is not an error."""
+    store.clear()
+    try:
+        model(x)
+    except _StopForward:
+        pass
+
+
+def run_capture(
+    model: nn.Module, module_names: Sequence[str], x: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """One forward pass returning the outputs of ``module_names`` (hooks removed afterwards)."""
+    with capture_outputs(model, module_names) as store:
+        forward_until(model, x, store)
+        return dict(store)
+
+
+def count_forward_hooks(model: nn.Module) -> int:
+    """Number of forward hooks registered anywhere in ``model`` (0 after every builder call)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_state(model: nn.Module, path: Path) -> str:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"cannot load weights file {path}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise ModelError(f"weights file {path} does not fit the model: {' '.join(first)}") from None
+    return "sha256:" + file_sha256(path)
+
+
+def _inceptionv1_input(x: torch.Tensor) -> torch.Tensor:
+    # lucid's inception5h graph takes RGB in [-117, 138] (lucent preprocess_inceptionv1).
+    return x * 255.0 - 117.0
+
+
+def _imagenet_input(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def load_model(name: str, weights: str, device: torch.device, seed: int = 0) -> Net:
+    """Build a network in eval mode on ``device``.
+
+    Args:
+        name: ``"inceptionv1"`` (lucent), a torchvision classification model name
+            (``"resnet50"``), or ``"package.module:factory"`` returning an ``nn.Module`` that
+            takes RGB in [0, 1].
+        weights: ``"pretrained"`` (downloads; needs the network), ``"random"`` (default init
+            after seeding torch with ``seed``) or a path to a state dict file.
+        device: where the model lives.
+        seed: seed of the random initialisation.
+
+    Returns:
+        The loaded :class:`Net`.
+
+    Raises:
+        ModelError: unknown model, unreadable/mismatching weights, failed download.
+    """
+    torch.manual_seed(seed)
+    is_inception = False
+    if name == "inceptionv1":
+        from lucent.modelzoo.inceptionv1 import InceptionV1
+
+        is_inception = True
+        transform_f: Callable[[torch.Tensor], torch.Tensor] = _inceptionv1_input
+        if weights == "pretrained":
+            try:
+                model: nn.Module = InceptionV1(pretrained=True, progress=False)
+            except (OSError, RuntimeError) as exc:
+                raise ModelError(
+                    f"could not download lucent's InceptionV1 weights ({exc}); "
+                    "pass --weights FILE (inception5h.pth) or --random-weights"
+                ) from None
+            weights_id = "lucent-pretrained"
+        else:
+            model = InceptionV1(pretrained=False)
+            weights_id = f"random(seed={seed})"
+    elif ":" in name:
+        mod_name, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelError(f"cannot import model factory {name!r}: {exc}") from None
+        model = factory()
+        transform_f = _identity
+        weights_id = f"random(seed={seed})"
+        if weights == "pretrained":
+            raise ModelError(f"model {name!r} has no pretrained weights; use random or a file")
+    else:
+        import torchvision.models as tvm
+
+        known = tvm.list_models(module=tvm)
+        if name not in known:
+            close = difflib.get_close_matches(name, known + ["inceptionv1"], n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ModelError(f"unknown model {name!r}{hint}")
+        transform_f = _imagenet_input
+        if weights == "pretrained":
+            try:
+                model = tvm.get_model(name, weights="DEFAULT")
+            except (OSError, RuntimeError) as exc:
+                raise ModelError(
+                    f"could not download torchvision weights for {name}: {exc}"
+                ) from None
+            weights_id = f"torchvision:{tvm.get_model_weights(name).DEFAULT}"
+        else:
+            kwargs = (
+                {"aux_logits": False, "init_weights": True}
+                if name in ("googlenet", "inception_v3")
+                else {}
+            )
+            model = tvm.get_model(name, weights=None, **kwargs)
+            weights_id = f"random(seed={seed})"
+    if weights not in ("pretrained", "random"):
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"weights file {path} does not exist")
+        weights_id = _load_state(model, path)
+    model.eval().requires_grad_(False).to(device)
+    logger.info("model loaded", extra={"model": name, "weights_id": weights_id})
+    return Net(model, name, weights_id, transform_f, device, is_inception)

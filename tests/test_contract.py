@@ -1,0 +1,40 @@
+"""Contract: a set written by stimuli_builder loads in the app's importer (stimulus_set_v1.md).
+
+The two packages never import each other; this test is the only place that uses both.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "stimuli_builder"))
+
+from conftest_builder import build_tiny_set  # noqa: E402
+
+from app.errors import ManifestInvalid  # noqa: E402
+from app.stimuli import load_manifest  # noqa: E402
+
+
+def test_app_imports_a_builder_set(tmp_path: Path) -> None:
+    out = build_tiny_set(tmp_path)
+    manifest = load_manifest(out)
+    assert manifest.id == "contract-tiny"
+    assert len(manifest.units) == 3
+    unit = manifest.units[0]
+    assert unit.natural is not None and unit.natural.batches[0].batch == 0
+    assert unit.synthetic is not None and len(unit.synthetic.max_references) == 3
+    roles = {r for u in manifest.units for r in u.roles}
+    assert roles == {"main", "practice", "catch"}
+
+
+def test_app_refuses_a_tampered_builder_set(tmp_path: Path) -> None:
+    out = build_tiny_set(tmp_path)
+    victim = next((out / "images" / "natural").rglob("*.png"))
+    victim.write_bytes(victim.read_bytes()[:-10])
+    with pytest.raises(ManifestInvalid, match="sha256"):
+        load_manifest(out)
