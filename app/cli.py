@@ -297,6 +297,34 @@ def sessions_close(link_code: str) -> None:
     _set_status(link_code, "closed")
 
 
+# --- export -------------------------------------------------------------------------------------
+
+
+@export_app.command("responses")
+def export_responses(
+    experiment: str,
+    out: Annotated[
+        Path | None, typer.Option(help="Output file (default: standard output).")
+    ] = None,
+    include_test: Annotated[bool, typer.Option(help="Include test-mode participants.")] = False,
+) -> None:
+    """Write responses.csv (one row per answered trial; see the codebook in docs/)."""
+    import sys
+
+    from app.services.experiments import get_experiment
+    from app.services.export import iter_response_rows, write_csv
+
+    with _db() as session:
+        exp = get_experiment(session, experiment)
+        rows = iter_response_rows(session, exp, include_test=include_test)
+        if out is None:
+            count = write_csv(sys.stdout, rows)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as fh:
+                count = write_csv(fh, rows)
+        typer.echo(f"{count} rows", err=True)
+
+
 # --- demo and server ----------------------------------------------------------------------------
 
 DEMO_EXPERIMENT = "demo"

@@ -39,6 +39,7 @@ def head_revision() -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="DEFERRED")
         return MigrationContext.configure(conn).get_current_revision()
 
 

@@ -183,6 +183,8 @@ class ScheduledTrial(Base):
     display: Mapped[dict[str, Any]] = mapped_column(JSONType)
     """Served image hashes: {"min": [...], "max": [...], "upper": h, "lower": h}."""
     catch_query_indices: Mapped[list[int] | None] = mapped_column(JSONType)
+    skipped: Mapped[bool] = mapped_column(default=False)
+    """A reserved practice attempt that was not needed (the previous attempt was all correct)."""
 
 
 class TrialResponse(Base):

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.config import REPO_ROOT, Settings
+from app.models import StimulusSet
 from app.db import make_engine, normalize_url
 from app.migrate import upgrade
 
@@ -98,9 +99,13 @@ def settings(database_url: str, stimuli_dir: Path) -> Settings:
 
 
 @pytest.fixture()
-def db_session(engine: Engine) -> Iterator[Session]:
-    """A session inside an outer transaction that is rolled back: tests may commit freely."""
-    with engine.connect() as conn:
+def db_session(engine: Engine, demo_set_id: str) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back: tests may commit freely.
+
+    The demo set is imported (and committed) before, since SQLite allows one writer at a time.
+    """
+    with engine.connect() as connection:
+        conn = connection.execution_options(sqlite_begin="DEFERRED")
         outer = conn.begin()
         session = Session(
             bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
@@ -138,3 +143,25 @@ def shared_stimuli() -> Path:
             f"real IMI stimuli not found at {SHARED_STIMULI} (a fresh checkout has no ../shared)"
         )
     return SHARED_STIMULI
+
+
+@pytest.fixture(scope="session")
+def demo_set_id(engine: Engine, demo_set_path: Path, stimuli_dir: Path) -> str:
+    """The demo stimulus set, imported once per backend and committed (sets are immutable)."""
+    from app.db import make_sessionmaker
+    from app.services.blobs import BlobStore
+    from app.services.stimuli import import_stimulus_set
+
+    with make_sessionmaker(engine)() as session:
+        imported = import_stimulus_set(
+            session, demo_set_path, BlobStore(stimuli_dir / "blobs"), set_id="test-demo"
+        )
+        session.commit()
+        return imported.slug
+
+
+@pytest.fixture()
+def demo_set(db_session: Session, demo_set_id: str) -> StimulusSet:
+    from app.services.stimuli import get_stimulus_set
+
+    return get_stimulus_set(db_session, demo_set_id)

@@ -213,7 +213,8 @@ def post_response(
     recorded = trial_service.record_response(session, participant, submit, via_beacon=via_beacon)
     response = recorded.response
     trial = recorded.trial
-    block_end = trial_service.block_end(session, participant, trial)
+    # Idempotent: a retried last answer of a block gets its block feedback again.
+    block_end = trial_service.finish_block(session, participant, trial)
     next_step = trial_service.next_step(
         session, participant, n_answered=None, ahead=settings.preload_ahead
     )

@@ -26,6 +26,7 @@ from app.models import (
 )
 from app.schedule import TrialSpec
 from app.services.experiments import design_of
+from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of, image_hashes
 
 logger = logging.getLogger(__name__)
@@ -300,12 +301,20 @@ def finish_instructions(participant: Participant) -> None:
         participant.last_seen_at = now
 
 
-def answered_count(session: Session, participant_id: int) -> int:
+def done_count(session: Session, participant_id: int) -> int:
+    """Trials answered or skipped (unneeded practice attempts): the index of the current trial."""
+    answered = (
+        select(TrialResponse.id)
+        .where(TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .exists()
+    )
     return (
         session.scalar(
             select(func.count())
-            .select_from(TrialResponse)
-            .where(TrialResponse.participant_id == participant_id)
+            .select_from(ScheduledTrial)
+            .where(
+                ScheduledTrial.participant_id == participant_id, ScheduledTrial.skipped | answered
+            )
         )
         or 0
     )
@@ -330,22 +339,13 @@ def complete(session: Session, participant: Participant) -> dict[str, Any]:
     if participant.status != "completed":
         if participant.status not in ("in_progress",):
             raise Conflict("the study has not been started")
-        if answered_count(session, participant.id) < participant.n_trials:
+        if done_count(session, participant.id) < participant.n_trials:
             raise Conflict("not every answer has been received yet")
         participant.status = "completed"
         participant.completed_at = utc_now()
         participant.last_seen_at = participant.completed_at
-        _apply_exclusions(session, participant)
+        apply_exclusions(session, participant)
     return completion_info(participant)
-
-
-def _apply_exclusions(session: Session, participant: Participant) -> None:
-    from app.services.quality import participant_summary
-
-    design = design_of(participant.experiment)
-    reasons = designs.evaluate_exclusions(design, participant_summary(session, participant))
-    participant.excluded = bool(reasons)
-    participant.exclusion_reasons = list(reasons)
 
 
 def completion_info(participant: Participant) -> dict[str, Any]:

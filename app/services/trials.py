@@ -15,9 +15,11 @@ from app import designs
 from app.db import utc_now
 from app.errors import OutOfOrder, SessionUnavailable
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
+from app.schedule import BlockSpec, Schedule
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
-from app.services.participants import answered_count, scheduled_rows, set_lookup
+from app.services.participants import done_count, scheduled_rows, set_lookup
+from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of
 
 logger = logging.getLogger(__name__)
@@ -146,7 +148,7 @@ def next_step(
 ) -> dict[str, Any]:
     """The participant's next step: the first unanswered trial plus images to preload."""
     if n_answered is None:
-        n_answered = answered_count(session, participant.id)
+        n_answered = done_count(session, participant.id)
     base: dict[str, Any] = {"n_trials": participant.n_trials, "n_answered": n_answered}
     if n_answered >= participant.n_trials:
         return {**base, "step": "done", "trial": None, "preload": []}
@@ -156,9 +158,10 @@ def next_step(
             .where(
                 ScheduledTrial.participant_id == participant.id,
                 ScheduledTrial.trial_index >= n_answered,
-                ScheduledTrial.trial_index <= n_answered + ahead,
+                ScheduledTrial.skipped.is_(False),
             )
             .order_by(ScheduledTrial.trial_index)
+            .limit(ahead + 1)
         )
     )
     current = rows[0]
@@ -215,7 +218,7 @@ def record_response(
     if earlier is not None:
         return earlier
     _check_active(participant)
-    n_answered = answered_count(session, participant.id)
+    n_answered = done_count(session, participant.id)
     if submit.trial_index != n_answered:
         raise OutOfOrder(f"trial {submit.trial_index} is not the current trial ({n_answered})")
     trial = session.scalar(
@@ -265,30 +268,52 @@ def record_response(
     return Recorded(response, trial, duplicate=False)
 
 
-def block_end(
+def finish_block(
     session: Session, participant: Participant, trial: ScheduledTrial
 ) -> dict[str, int] | None:
-    """Block feedback when `trial` is the last of its block: how many of its trials were correct."""
+    """After the last trial of a block: block feedback counts, practice repeats, live exclusions.
+
+    Returns:
+        `{"block_index", "n_correct", "n_trials"}` when `trial` ended its block, else None.
+    """
     blocks = participant.blocks
     block = blocks[trial.block_index]
     last_index = sum(b["n_trials"] for b in blocks[: trial.block_index + 1]) - 1
     if trial.trial_index != last_index:
         return None
-    n_correct = session.scalar(
-        select(func.count())
-        .select_from(TrialResponse)
-        .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
-        .where(
-            ScheduledTrial.participant_id == participant.id,
-            ScheduledTrial.block_index == trial.block_index,
-            TrialResponse.correct.is_(True),
+    n_correct = (
+        session.scalar(
+            select(func.count())
+            .select_from(TrialResponse)
+            .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+            .where(
+                ScheduledTrial.participant_id == participant.id,
+                ScheduledTrial.block_index == trial.block_index,
+                TrialResponse.correct.is_(True),
+            )
         )
+        or 0
     )
-    return {
-        "block_index": trial.block_index,
-        "n_correct": n_correct or 0,
-        "n_trials": block["n_trials"],
-    }
+    if block.get("repeat_until_correct"):
+        schedule = Schedule(
+            design=participant.experiment.design_name,
+            participant_number=participant.participant_number,
+            seed=participant.seed,
+            blocks=tuple(BlockSpec.model_validate(b) for b in blocks),
+            trials=(),
+        )
+        skip = designs.attempts_to_skip(schedule, trial.block_index, n_correct == block["n_trials"])
+        if skip:
+            session.execute(
+                update(ScheduledTrial)
+                .where(
+                    ScheduledTrial.participant_id == participant.id,
+                    ScheduledTrial.block_index.in_(skip),
+                )
+                .values(skipped=True)
+            )
+    apply_exclusions(session, participant)
+    return {"block_index": trial.block_index, "n_correct": n_correct, "n_trials": block["n_trials"]}
 
 
 def record_events(session: Session, participant: Participant, batch: EventBatch) -> int:

@@ -1,0 +1,94 @@
+"""Quality control: summarise a participant's stored data and apply the design's exclusions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import designs
+from app.db import utc_now
+from app.models import Participant, ScheduledTrial, TrialResponse
+from app.services.experiments import design_of
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    start, end = _aware(start), _aware(end)
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def participant_summary(session: Session, participant: Participant) -> designs.ParticipantSummary:
+    """What the exclusion criteria need, from the participant's stored rows (two queries)."""
+    rows = session.execute(
+        select(
+            ScheduledTrial.trial_kind,
+            ScheduledTrial.block_index,
+            TrialResponse.response,
+            TrialResponse.correct,
+        )
+        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .where(ScheduledTrial.participant_id == participant.id)
+    ).all()
+    catch_planned = session.scalar(
+        select(func.count())
+        .select_from(ScheduledTrial)
+        .where(
+            ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind == "catch"
+        )
+    )
+    catch_correct = sum(1 for kind, _, _, ok in rows if kind == "catch" and ok)
+    catch_answered = sum(1 for kind, _, _, _ in rows if kind == "catch")
+    counted = [resp for kind, _, resp, _ in rows if kind != "practice"]
+    per_block: dict[int, list[bool]] = defaultdict(list)
+    for _, block_index, _, ok in rows:
+        per_block[block_index].append(ok)
+    attempts = 0
+    passed: bool | None = None
+    for block in participant.blocks:
+        if not block.get("repeat_until_correct"):
+            continue
+        answers = per_block.get(block["block_index"], [])
+        if not answers:
+            continue
+        attempts = max(attempts, int(block.get("attempt", 1)))
+        if len(answers) == block["n_trials"]:
+            if all(answers):
+                passed = True
+            elif passed is None:
+                passed = False
+    finished = participant.status == "completed"
+    end = participant.completed_at if finished else utc_now()
+    return designs.ParticipantSummary(
+        finished=finished,
+        catch_correct=catch_correct,
+        catch_answered=catch_answered,
+        catch_planned=catch_planned,
+        total_time_s=_seconds(participant.consented_at, end),
+        instruction_time_s=_seconds(
+            participant.instructions_shown_at, participant.instructions_done_at
+        ),
+        answers_upper=sum(1 for r in counted if r == "upper"),
+        answers_lower=sum(1 for r in counted if r == "lower"),
+        practice_attempts=attempts,
+        practice_passed=passed,
+    )
+
+
+def apply_exclusions(session: Session, participant: Participant) -> list[str]:
+    """Evaluate the design's exclusion criteria now and store the result on the participant."""
+    reasons = designs.evaluate_exclusions(
+        design_of(participant.experiment), participant_summary(session, participant)
+    )
+    participant.excluded = bool(reasons)
+    participant.exclusion_reasons = list(reasons)
+    return list(reasons)
