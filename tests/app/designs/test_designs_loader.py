@@ -168,3 +168,36 @@ def test_key_lines_cover_tables_arrays_and_inline_tables() -> None:
     assert all_lines[lines[("conditions", "synthetic-max-9", "grid_mode")] - 1].startswith(
         "grid_mode"
     )
+
+
+def test_docs_example_design_parses_and_generates() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "designs.md"
+    text = docs.read_text().split("### Example\n```toml\n", 1)[1].split("```", 1)[0]
+    design = parse_design(text, "example")
+    assert design.quotas == {"natural": 30, "synthetic": 30}
+    from app.designs import generate_schedule
+
+    assert len(generate_schedule(design, None, 1, arm="natural").trials) == 25
+
+
+def test_key_lines_follow_nested_arrays_of_tables() -> None:
+    text = """\
+seed = 1
+[[sections]]
+name = "a"
+[[sections.blocks]]
+kind = "main"
+[[sections]]
+name = "b"
+[[sections.blocks]]
+kind = "main"
+[[sections.blocks]]
+kind = 'x'  # comment with = and [brackets]
+title = \"\"\"multi
+line\"\"\"
+n_trials = 2
+"""
+    lines = key_lines(text)
+    assert lines[("sections", 1, "blocks", 1, "kind")] == 11
+    assert lines[("sections", 1, "blocks", 1, "n_trials")] == 14
+    assert lines[("sections", 0, "blocks", 0)] == 4
