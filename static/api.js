@@ -152,7 +152,39 @@ export class AnswerQueue {
   }
 }
 
-/** Buffer of page events ({kind, client_ms, data}) posted to /events in small batches. */
+/**
+ * Event kinds the server accepts (app/schemas.py EventSubmit); anything else would make the
+ * whole batch a 422, so push() refuses it.
+ */
+export const EVENT_KINDS = Object.freeze([
+  "focus_lost",
+  "focus_gained",
+  "visibility_hidden",
+  "visibility_visible",
+  "fullscreen_enter",
+  "fullscreen_exit",
+  "resize",
+  "heartbeat",
+  "page_load",
+  "page_hide",
+  "network_retry",
+]);
+
+/** Keep only short keys with scalar values (at most 16; the server's limits). */
+function scalarData(data) {
+  const out = {};
+  for (const [k, v] of Object.entries(data || {}).slice(0, 16)) {
+    if (k.length > 40) continue;
+    if (v === null || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) out[k] = v;
+    else if (typeof v === "string") out[k] = v.slice(0, 200);
+  }
+  return out;
+}
+
+/**
+ * Buffer of page events ({kind, client_ms, trial_index, data}) posted to /events in small
+ * batches.
+ */
 export class EventBuffer {
   constructor({ maxBuffered = 500, now = () => globalThis.performance.now() } = {}) {
     this.items = [];
@@ -160,8 +192,15 @@ export class EventBuffer {
     this.now = now;
   }
 
-  push(kind, data = {}) {
-    this.items.push({ kind, client_ms: Math.round(this.now() * 10) / 10, data });
+  /**
+   * @param {string} kind one of EVENT_KINDS.
+   * @param {object} [data] scalar values only.
+   * @param {number|null} [trialIndex] the trial shown when it happened.
+   */
+  push(kind, data = {}, trialIndex = null) {
+    if (!EVENT_KINDS.includes(kind)) throw new Error(`unknown event kind ${kind}`);
+    const trial_index = Number.isInteger(trialIndex) && trialIndex >= 0 ? trialIndex : null;
+    this.items.push({ kind, client_ms: Math.round(this.now() * 10) / 10, trial_index, data: scalarData(data) });
     // Oldest events go first when a long outage fills the buffer: recent ones matter more.
     if (this.items.length > this.maxBuffered) this.items.splice(0, this.items.length - this.maxBuffered);
   }
@@ -248,6 +287,7 @@ export async function withRetry(fn, { retries = Infinity, sleep, backoff = {}, o
  * @param {() => number} [o.random]
  * @param {(url: string, data: Blob) => boolean} [o.beacon] navigator.sendBeacon.
  * @param {(state: string) => void} [o.onStatus] "saving" | "reconnecting" | "idle".
+ * @param {(what: string, attempt: number, err: Error) => void} [o.onRetry] each retry.
  * @param {object} [o.backoff] backoffDelay options.
  */
 export function createApi({
@@ -259,6 +299,7 @@ export function createApi({
   random = Math.random,
   beacon = (url, data) => globalThis.navigator.sendBeacon(url, data),
   onStatus = () => {},
+  onRetry = () => {},
   backoff = {},
 }) {
   const root = base.replace(/\/+$/, "");
@@ -271,16 +312,17 @@ export function createApi({
     onStatus(failing ? "reconnecting" : pendingCount > 0 ? "saving" : "idle");
   }
 
-  async function tracked(fn) {
+  async function tracked(what, fn) {
     pendingCount += 1;
     status();
     try {
       const out = await withRetry(fn, {
         sleep,
         backoff: { random, ...backoff },
-        onRetry: () => {
+        onRetry: (attempt, err) => {
           failing = true;
           status();
+          onRetry(what, attempt, err);
         },
       });
       failing = false;
@@ -303,7 +345,7 @@ export function createApi({
     if (inFlight.has(uuid)) return inFlight.get(uuid);
     const p = (async () => {
       try {
-        const ack = await tracked(() => requestJson(fetchFn, `${root}/responses`, { method: "POST", body }));
+        const ack = await tracked("responses", () => requestJson(fetchFn, `${root}/responses`, { method: "POST", body }));
         queue.remove(uuid);
         return { kind: "ack", ack };
       } catch (err) {
@@ -323,9 +365,14 @@ export function createApi({
   return {
     queue,
 
+    /** Whether a request is being sent or waiting to be retried. */
+    get busy() {
+      return pendingCount > 0;
+    },
+
     /** GET /next, retried on network errors and 5xx. */
     next() {
-      return tracked(() => requestJson(fetchFn, `${root}/next`));
+      return tracked("next", () => requestJson(fetchFn, `${root}/next`));
     },
 
     /** Store the answer locally, then send it (see sendAnswer for the outcomes). */
@@ -351,7 +398,7 @@ export function createApi({
 
     /** POST /complete, retried on network errors and 5xx; 409 throws HttpError. */
     complete() {
-      return tracked(() => requestJson(fetchFn, `${root}/complete`, { method: "POST", body: {} }));
+      return tracked("complete", () => requestJson(fetchFn, `${root}/complete`, { method: "POST", body: {} }));
     },
 
     /**

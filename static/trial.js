@@ -64,7 +64,7 @@ function blockTitle(block) {
 }
 
 /** The small UI outside the stage: screens, progress, status line, fullscreen button. */
-function createUi(root) {
+function createUi(root, smallWindow = () => false) {
   const $ = (sel) => root.querySelector(sel);
   const screens = { message: $('[data-screen="message"]'), trial: $('[data-screen="trial"]') };
   const title = $("[data-message-title]");
@@ -109,6 +109,9 @@ function createUi(root) {
      */
     message({ title: t, lines = [], button = null, fullscreen = false }) {
       scope.cancelAll();
+      if (button && smallWindow()) {
+        lines = [...lines, "Your window is smaller than the task needs, so the images are shown reduced. A larger window or full screen (F11) shows them at their true size."];
+      }
       title.textContent = t;
       body.replaceChildren(
         ...lines.map((line) => {
@@ -172,20 +175,26 @@ async function main() {
   const cfg = readConfig();
   const root = document.querySelector("[data-task]");
   document.body.style.setProperty("--img", `${cfg.imageSizePx}px`);
-  const ui = createUi(root);
+  // Attention flags of the trial being answered (null outside the response phase).
+  let live = null;
+  let shownTrialIndex = null; // trial of the current step, for events
+  let lastBlankAt = -Infinity;
+  let lastScale = null; // stage scale of the last fit (1 = native size)
+  let eventsPosting = false;
+
+  const ui = createUi(root, () => lastScale !== null && lastScale < 1);
   const trialScreen = root.querySelector('[data-screen="trial"]');
   const stage = createStage(trialScreen);
   const stageEl = trialScreen.querySelector("[data-stage]");
   const events = new EventBuffer();
-  const api = createApi({ base: cfg.api, token: cfg.token, onStatus: (s) => ui.status(s) });
+  const api = createApi({
+    base: cfg.api,
+    token: cfg.token,
+    onStatus: (s) => ui.status(s),
+    onRetry: (what, attempt, err) => logEvent("network_retry", { what, attempt, status: err?.status ?? 0 }),
+  });
   const preloader = new Preloader({ concurrency: 6, retries: 3 });
   const page = createTimers(); // page-lifetime listeners and timers
-
-  // Attention flags of the trial being answered (null outside the response phase).
-  let live = null;
-  let lastBlankAt = -Infinity;
-  let lastScale = null;
-  let eventsPosting = false;
 
   const viewport = () => ({
     w: window.innerWidth,
@@ -210,7 +219,7 @@ async function main() {
   }
 
   function logEvent(kind, data = {}) {
-    events.push(kind, { ...data, trial_index: live ? live.trialIndex : null });
+    events.push(kind, data, shownTrialIndex);
     if (events.size >= EVENT_BATCH_TRIGGER) flushEvents();
   }
 
@@ -232,11 +241,11 @@ async function main() {
   page.listen(document, "visibilitychange", () => {
     if (document.visibilityState === "hidden") {
       if (live) live.focusLost = true;
-      logEvent("focus_lost", { cause: "hidden" });
+      logEvent("visibility_hidden");
       // Mobile browsers may never fire pagehide: hidden is the last reliable moment.
       api.beaconFlush(events.take(events.size));
     } else {
-      logEvent("focus_gained", { cause: "visible" });
+      logEvent("visibility_visible");
     }
   });
   page.listen(document, "fullscreenchange", () => {
@@ -260,12 +269,13 @@ async function main() {
     }, 250);
   });
   page.listen(window, "pagehide", () => {
+    logEvent("page_hide");
     api.beaconFlush(events.take(events.size));
   });
   page.listen(window, "pageshow", (e) => {
     if (e.persisted) location.reload(); // back/forward cache: re-sync with the server
   });
-  page.listen(window, "online", () => ui.status("idle"));
+  page.listen(window, "online", () => ui.status(api.busy ? "saving" : "idle"));
   page.listen(window, "offline", () => ui.status("reconnecting"));
   window.setInterval(() => {
     logEvent("heartbeat", { visible: document.visibilityState === "visible" });
@@ -288,7 +298,7 @@ async function main() {
         try {
           return await prepareTrial(trial, preloader, cfg.imageSizePx);
         } catch (err) {
-          if (attempt === 0) logEvent("image_load_failed", { message: String(err?.message || err) });
+          logEvent("network_retry", { what: "image", attempt, message: String(err?.message || err) });
           ui.status("reconnecting");
           await new Promise((r) => setTimeout(r, Math.min(10000, 1000 * 2 ** Math.min(attempt, 4))));
         }
@@ -407,13 +417,13 @@ async function main() {
   }
 
   /** Block feedback and/or a self-paced break after a block. */
-  async function afterBlock(blockEnd, block) {
+  async function afterBlock(blockEnd, block, isLast) {
     const lines = [];
     const showScore = block?.block_feedback !== false;
     if (showScore && Number.isFinite(blockEnd.n_correct) && Number.isFinite(blockEnd.n_trials)) {
       lines.push(`You got ${blockEnd.n_correct} out of ${blockEnd.n_trials} trials correct.`);
     }
-    const brk = block?.break_after !== false;
+    const brk = block?.break_after !== false && !isLast; // no break before the end
     if (brk) lines.push("Take a short break. Continue when ready.");
     if (lines.length === 0) return;
     await ui.message({ title: brk ? "Break" : "Block finished", lines, button: "Continue", fullscreen: cfg.fullscreen });
@@ -437,8 +447,12 @@ async function main() {
   // Boot: answers of an earlier visit first, then ask the server where we are.
   ui.message({ title: "Loading…" });
   const flushed = await api.flushQueue();
-  if (flushed.acked + flushed.rejected > 0) logEvent("queue_flushed", flushed);
-  logEvent("resize", { ...viewport(), cause: "load" });
+  logEvent("page_load", {
+    ...viewport(),
+    queued_acked: flushed.acked,
+    queued_rejected: flushed.rejected,
+    storage_volatile: api.queue.volatile,
+  });
   let step = await api.next();
   let first = true;
   let completeTries = 0;
@@ -456,6 +470,7 @@ async function main() {
       return;
     }
     const trial = step.trial;
+    shownTrialIndex = Number.isInteger(trial.trial_index) ? trial.trial_index : null;
     const upcoming = [...trialUrls(trial), ...(Array.isArray(step.preload) ? step.preload : [])];
     preloader.prune(upcoming);
     preloader.want(upcoming);
@@ -472,12 +487,12 @@ async function main() {
 
     const outcome = await runTrial(trial);
     if (outcome.kind === "rejected") {
-      logEvent("response_rejected", { status: outcome.error.status, code: outcome.error.code });
+      logEvent("network_retry", { what: "answer_rejected", status: outcome.error.status, code: outcome.error.code });
       step = await api.next();
       continue;
     }
     const ack = outcome.ack || {};
-    if (ack.block_end) await afterBlock(ack.block_end, trial.block);
+    if (ack.block_end) await afterBlock(ack.block_end, trial.block, ack.next?.step === "done");
     step = ack.next && typeof ack.next === "object" && ack.next.step ? ack.next : await api.next();
   }
 }

@@ -248,3 +248,28 @@ test("the event buffer batches, puts back and drops the oldest beyond its bound"
   b.putBack(batch);
   assert.deepEqual(b.take(50).map((e) => e.data.i), [2, 3, 4, 5, 6]);
 });
+
+test("events carry trial_index at the top level and only scalar data the server accepts", () => {
+  const b = new EventBuffer({ now: () => 12.345 });
+  b.push("resize", { w: 1280, h: 800, nested: { no: 1 }, long: "x".repeat(300), bad: Number.NaN }, 4);
+  b.push("heartbeat", {}, null);
+  const [resize, beat] = b.take();
+  assert.deepEqual(resize, { kind: "resize", client_ms: 12.3, trial_index: 4, data: { w: 1280, h: 800, long: "x".repeat(200) } });
+  assert.equal(beat.trial_index, null);
+  assert.throws(() => b.push("made_up_kind"), /unknown event kind/);
+});
+
+test("every retry is reported with what was being sent", async () => {
+  const seen = [];
+  const fetch = scriptedFetch([() => jsonResponse(503), () => jsonResponse(200, { step: "done" })]);
+  const api = createApi({
+    base: "/api/p/t",
+    token: "t",
+    fetch,
+    storage: new MemoryStorage(),
+    sleep: async () => {},
+    onRetry: (what, attempt, err) => seen.push([what, attempt, err.status]),
+  });
+  await api.next();
+  assert.deepEqual(seen, [["next", 0, 503]]);
+});
