@@ -175,3 +175,48 @@ def test_demo_preset_with_catalog_takes_units_by_role(make_unit) -> None:  # typ
     assert {t.unit_id for t in s.trials if t.trial_kind == "practice"} == {"p:0", "p:1"}
     assert {t.unit_id for t in s.trials if t.trial_kind == "catch"} == {"p:0"}
     assert {t.batch for t in s.trials if t.trial_kind == "main"} in ({1}, {2})
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_williams_rows_are_latin_and_carry_over_balanced(n: int) -> None:
+    from app.designs.plan import williams_rows
+
+    rows = williams_rows(n)
+    assert len(rows) == (n if n % 2 == 0 else 2 * n)
+    for row in rows:
+        assert sorted(row) == list(range(n))
+    for position in range(n):
+        assert Counter(row[position] for row in rows) == {s: len(rows) // n for s in range(n)}
+    pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
+    assert len(pairs) == n * (n - 1) and len(set(pairs.values())) == 1
+
+
+def test_section_group_reorders_only_its_sections() -> None:
+    from app.designs import parse_design
+
+    text = """
+seed = 3
+[conditions.a]
+reference_type = "natural"
+[conditions.b]
+reference_type = "synthetic"
+[conditions.c]
+reference_type = "none"
+[section_order]
+mode = "random"
+group = ["s2", "s3"]
+[[sections]]
+name = "s1"
+blocks = [{ kind = "main", condition = "c", n_trials = 2 }]
+[[sections]]
+name = "s2"
+blocks = [{ kind = "main", condition = "a", n_trials = 2 }]
+[[sections]]
+name = "s3"
+blocks = [{ kind = "main", condition = "b", n_trials = 2 }]
+"""
+    design = parse_design(text, "groups")
+    orders = {
+        tuple(b.condition for b in generate_schedule(design, None, p).blocks) for p in range(1, 20)
+    }
+    assert orders == {("c", "a", "b"), ("c", "b", "a")}
