@@ -155,6 +155,11 @@ class Participant(Base):
     completed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     user_agent: Mapped[str | None] = mapped_column(String(400))
+    rating_specs: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    """The schedule's intuitiveness ratings ({rating_index, position, unit_id})."""
+    feedback_text: Mapped[str | None] = mapped_column(Text)
+    """Optional free-text feedback at the end (never logged; neutralised in exports)."""
+    feedback_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
     experiment_session: Mapped[ExperimentSession] = relationship()
     experiment: Mapped[Experiment] = relationship()
@@ -219,6 +224,26 @@ class TrialResponse(Base):
     fullscreen_exited: Mapped[bool] = mapped_column(default=False)
     input_kind: Mapped[str | None] = mapped_column(String(16))
     via_beacon: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+
+class ParticipantRating(Base):
+    """An intuitiveness rating (slider -100 "not intuitive" .. +100 "intuitive") of one unit."""
+
+    __tablename__ = "participant_rating"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "rating_index"),
+        CheckConstraint("value BETWEEN -100 AND 100", name="value"),
+        CheckConstraint("position IN ('start', 'end')", name="position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    rating_index: Mapped[int]
+    position: Mapped[str] = mapped_column(String(8))
+    unit_key: Mapped[str] = mapped_column(String(120))
+    value: Mapped[int]
+    rt_ms: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
 
 
