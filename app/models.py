@@ -78,6 +78,11 @@ class StimulusUnit(Base):
 
 class Experiment(Base):
     __tablename__ = "experiment"
+    __table_args__ = (
+        CheckConstraint(
+            "platform_id_export IN ('raw', 'pseudonymised')", name="platform_id_export"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(80), unique=True)
@@ -89,6 +94,12 @@ class Experiment(Base):
     enrolled_count: Mapped[int] = mapped_column(default=0)
     """Participants enrolled so far; the next participant number (incremented under a row lock)."""
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="SET NULL"), index=True
+    )
+    """The experimenter who owns it; None for CLI/demo-created ones (visible to admins only)."""
+    platform_id_export: Mapped[str] = mapped_column(String(16), default="pseudonymised")
+    """How participants.csv shows platform ids: `raw` or `pseudonymised` (keyed hash)."""
 
     stimulus_set: Mapped[StimulusSet] = relationship()
 
@@ -260,3 +271,70 @@ class ParticipantEvent(Base):
     trial_index: Mapped[int | None]
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+
+class User(Base):
+    """A dashboard account: `admin` (manages users, sees every experiment) or `experimenter`."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'experimenter')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    """Stored lower-cased."""
+    password_hash: Mapped[str] = mapped_column(String(255))
+    """argon2id hash (argon2-cffi's encoded form, parameters included)."""
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+    last_login_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class ExperimentShare(Base):
+    """Gives another experimenter the same access to an experiment as its owner."""
+
+    __tablename__ = "experiment_share"
+    __table_args__ = (UniqueConstraint("experiment_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiment.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+
+class AuditLog(Base):
+    """Who did what, when (e.g. a GDPR deletion); holds no personal data of participants."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="SET NULL"), index=True
+    )
+    user_email: Mapped[str | None] = mapped_column(String(254))
+    """Kept so the entry still names its author after the account is deleted."""
+    action: Mapped[str] = mapped_column(String(64))
+    experiment_id: Mapped[int | None]
+    """Plain id, no foreign key: the log outlives what it describes."""
+    target: Mapped[str | None] = mapped_column(String(200))
+    """What was acted on, e.g. the participant's export label (`p00012`); never a token or id."""
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now, index=True)
+
+
+class LoginAttempt(Base):
+    """A dashboard login attempt; recent failures per email and per address slow further tries."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index("ix_login_attempt_email_attempted_at", "email", "attempted_at"),
+        Index("ix_login_attempt_address_attempted_at", "address", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    address: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool]
+    attempted_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
