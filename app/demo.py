@@ -32,8 +32,9 @@ def _grating(
     freq: float,
     rgb: tuple[float, float, float],
     contrast: float,
+    size: int,
 ) -> np.ndarray:
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / SIZE - 0.5
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     phase = rng.uniform(0, 2 * math.pi)
     wave = np.sin(2 * math.pi * freq * (xx * math.cos(theta) + yy * math.sin(theta)) + phase)
     # A soft blob gives each image its own composition.
@@ -43,6 +44,34 @@ def _grating(
     colour = np.asarray(rgb, dtype=np.float32)[None, None, :]
     img = lum[..., None] * colour + (1 - colour) * 0.35
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+class _Unit:
+    """Draws the images of one made-up unit (preferred orientation, frequency and colour)."""
+
+    GREY = (0.75, 0.75, 0.75)
+
+    def __init__(self, index: int, size: int) -> None:
+        self.rng = np.random.default_rng(1000 + index)
+        self.theta, self.freq, self.rgb = _unit_params(index)
+        self.size = size
+
+    def max_image(self, strength: float) -> np.ndarray:
+        jitter = self.rng.normal(0, 0.12 * (1 - strength) + 0.02)
+        return _grating(
+            self.rng, self.theta + jitter, self.freq, self.rgb, 0.5 + 0.5 * strength, self.size
+        )
+
+    def min_image(self, strength: float) -> np.ndarray:
+        theta = self.theta + math.pi / 2 + self.rng.normal(0, 0.1)
+        return _grating(
+            self.rng, theta, self.freq * 0.6, self.GREY, 0.2 + 0.3 * (1 - strength), self.size
+        )
+
+    def synthetic(self, maximal: bool) -> np.ndarray:
+        if maximal:
+            return _grating(self.rng, self.theta, self.freq, self.rgb, 1.0, self.size)
+        return _grating(self.rng, self.theta + math.pi / 2, self.freq, self.GREY, 1.0, self.size)
 
 
 def _unit_params(index: int) -> tuple[float, float, tuple[float, float, float]]:
@@ -68,81 +97,50 @@ def write_demo_set(
     n_practice_units: int = N_PRACTICE_UNITS,
     n_batches: int = N_BATCHES,
     set_id: str = DEMO_SET_ID,
+    size: int = SIZE,
 ) -> Path:
     """Draw the demo set into `root` (replaced if present) as a v1 stimulus set; return root.
 
     Units `demo:0`..: the first `n_main_units` have role main, the rest practice and catch.
-    Each has natural batches 0..n_batches-1 (9 references per side) and 9+9 synthetic images.
+    Each has natural batches 0..n_batches-1 (9 references per side) and 9+9 synthetic images,
+    `size` pixels square (tests use small images to stay fast).
     """
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     files: dict[str, Any] = {}
     units = []
-    n_units = n_main_units + n_practice_units
-    for u in range(n_units):
-        rng = np.random.default_rng(1000 + u)
-        theta, freq, rgb = _unit_params(u)
-        grey = (0.75, 0.75, 0.75)
-
-        def max_image(strength: float) -> np.ndarray:
-            jitter = rng.normal(0, 0.12 * (1 - strength) + 0.02)
-            return _grating(rng, theta + jitter, freq, rgb, 0.5 + 0.5 * strength)
-
-        def min_image(strength: float) -> np.ndarray:
-            return _grating(
-                rng,
-                theta + math.pi / 2 + rng.normal(0, 0.1),
-                freq * 0.6,
-                grey,
-                0.2 + 0.3 * (1 - strength),
-            )
-
+    for u in range(n_main_units + n_practice_units):
+        unit = _Unit(u, size)
         batches = []
         for b in range(n_batches):
             base = f"images/unit{u:02d}/natural/b{b:02d}"
-            max_q = _save(root, f"{base}/max_query.png", max_image(1.0), files)
-            min_q = _save(root, f"{base}/min_query.png", min_image(1.0), files)
+            max_q = _save(root, f"{base}/max_query.png", unit.max_image(1.0), files)
+            min_q = _save(root, f"{base}/min_query.png", unit.min_image(1.0), files)
             max_refs = [
-                _save(root, f"{base}/max_{i}.png", max_image(0.9 - 0.05 * i), files)
+                _save(root, f"{base}/max_{i}.png", unit.max_image(0.9 - 0.05 * i), files)
                 for i in range(N_REFS)
             ]
             min_refs = [
-                _save(root, f"{base}/min_{i}.png", min_image(0.9 - 0.05 * i), files)
+                _save(root, f"{base}/min_{i}.png", unit.min_image(0.9 - 0.05 * i), files)
                 for i in range(N_REFS)
             ]
             batches.append(
                 {
                     "batch": b,
-                    "max_query": {"path": max_q, "source": None, "rank": 1, "activation": None},
-                    "min_query": {"path": min_q, "source": None, "rank": 1, "activation": None},
+                    "max_query": {"path": max_q, "rank": 1},
+                    "min_query": {"path": min_q, "rank": 1},
                     "max_references": [{"path": p, "rank": i + 2} for i, p in enumerate(max_refs)],
                     "min_references": [{"path": p, "rank": i + 2} for i, p in enumerate(min_refs)],
                 }
             )
-        syn_base = f"images/unit{u:02d}/synthetic"
+        syn = f"images/unit{u:02d}/synthetic"
         synthetic = {
-            "max_references": [
-                {
-                    "path": _save(
-                        root, f"{syn_base}/max_{i}.png", _grating(rng, theta, freq, rgb, 1.0), files
-                    ),
-                    "objective": None,
-                }
+            f"{side}_references": [
+                {"path": _save(root, f"{syn}/{side}_{i}.png", unit.synthetic(side == "max"), files)}
                 for i in range(N_REFS)
-            ],
-            "min_references": [
-                {
-                    "path": _save(
-                        root,
-                        f"{syn_base}/min_{i}.png",
-                        _grating(rng, theta + math.pi / 2, freq, grey, 1.0),
-                        files,
-                    ),
-                    "objective": None,
-                }
-                for i in range(N_REFS)
-            ],
+            ]
+            for side in ("max", "min")
         }
         units.append(
             {
@@ -162,7 +160,7 @@ def write_demo_set(
         "id": set_id,
         "title": "psychvis demo (drawn gratings)",
         "created_at": "2026-01-01T00:00:00Z",
-        "image_size_px": SIZE,
+        "image_size_px": size,
         "provenance": {
             "builder": "app.demo",
             "model": "none (procedural gratings)",

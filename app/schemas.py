@@ -134,7 +134,8 @@ class MturkSubmitRead(BaseModel):
 
 
 class CompletionRead(BaseModel):
-    outcome: Literal["completed", "failed_checks", "no_consent"]
+    outcome: Literal["completed", "failed_checks", "no_consent", "pending"]
+    """`pending`: all answers are in, but pages remain (final ratings, feedback) at /p/<token>."""
     completion_code: str | None
     redirect_url: str | None
     mturk: MturkSubmitRead | None

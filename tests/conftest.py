@@ -133,7 +133,7 @@ def client(settings: Settings, db_session: Session) -> Iterator[TestClient]:
 def demo_set_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.demo import write_demo_set
 
-    return write_demo_set(tmp_path_factory.mktemp("demo") / "set")
+    return write_demo_set(tmp_path_factory.mktemp("demo") / "set", n_batches=2, size=32)
 
 
 @pytest.fixture()

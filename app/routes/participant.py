@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
+from app import designs
 from app.errors import Conflict, InvalidInput
 from app.routes.deps import BodyDep, ParticipantDep, SessionDep, SettingsDep, TemplatesDep
 from app.schemas import (
@@ -22,8 +23,12 @@ from app.schemas import (
 from app.services import participants as participant_service
 from app.services import trials as trial_service
 from app.services.experiments import design_of, get_session_by_link
+from app.services.stimuli import catalog_of
 
 logger = logging.getLogger(__name__)
+
+SECONDS_PER_TRIAL = 6
+"""A rough duration per trial (answer + feedback) for the time estimate on the landing page."""
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/p/{token}", tags=["participant"])
@@ -69,10 +74,13 @@ def landing(
     launched = get_session_by_link(session, link_code[:64])
     params = {k: request.query_params[k] for k in PLATFORM_PARAMS if k in request.query_params}
     design = design_of(launched.experiment)
+    catalog = catalog_of(launched.experiment.stimulus_set)
+    n_trials = len(designs.generate_schedule(design, catalog, 1).trials)
     return templates.TemplateResponse(
         request,
         "participant/landing.html",
         {
+            "design_minutes": max(2, round(n_trials * SECONDS_PER_TRIAL / 60)),
             "launched": launched,
             "params": params,
             "preview": participant_service.is_mturk_preview(params),
@@ -131,7 +139,7 @@ def participant_page(
     templates: TemplatesDep,
     settings: SettingsDep,
 ) -> Response:
-    """The participant's current page: consent, instructions, task, or done."""
+    """The participant's current page: consent, ratings, instructions, task, feedback, or done."""
     design = design_of(participant.experiment)
     status = participant.status
     context: dict[str, Any] = {
@@ -144,22 +152,87 @@ def participant_page(
     if status == "declined":
         context["completion"] = participant_service.completion_info(participant)
         return templates.TemplateResponse(request, "participant/declined.html", context)
-    if status == "consented":
-        step = trial_service.next_step(session, participant, n_answered=0)
-        context["example"] = step["trial"]
-        return templates.TemplateResponse(request, "participant/instructions.html", context)
     if status == "completed":
         context["completion"] = participant_service.completion_info(participant)
         return templates.TemplateResponse(request, "participant/done.html", context)
-    config = {
+    if status == "consented":
+        rating = participant_service.pending_rating(session, participant, "start")
+        if rating is not None:
+            return _rating_page(request, session, templates, participant, rating, context)
+        step = trial_service.next_step(session, participant, n_answered=0)
+        context["example"] = step["trial"]
+        return templates.TemplateResponse(request, "participant/instructions.html", context)
+    if participant_service.done_count(session, participant.id) >= participant.n_trials:
+        pending = participant_service.pending_page(session, participant)
+        if pending == "rating":
+            rating = participant_service.pending_rating(session, participant, "end")
+            assert rating is not None
+            return _rating_page(request, session, templates, participant, rating, context)
+        if pending == "feedback":
+            return templates.TemplateResponse(request, "participant/feedback.html", context)
+        return templates.TemplateResponse(request, "participant/finish.html", context)
+    context["config"] = {
         "token": participant.token,
         "api": f"/api/p/{participant.token}",
         "page": f"/p/{participant.token}",
         "n_trials": participant.n_trials,
         "preload_ahead": settings.preload_ahead,
     }
-    context["config"] = config
     return templates.TemplateResponse(request, "participant/task.html", context)
+
+
+def _rating_page(
+    request: Request,
+    session: Any,
+    templates: Any,
+    participant: Any,
+    rating: dict[str, Any],
+    context: dict[str, Any],
+) -> Response:
+    images = participant_service.rating_images(session, participant, rating["unit_id"])
+    context.update(
+        rating=rating,
+        synthetic=[f"/img/{h}" for h in images["synthetic"]],
+        natural=[f"/img/{h}" for h in images["natural"]],
+        n_ratings=sum(1 for r in participant.rating_specs if r["position"] == rating["position"]),
+    )
+    return templates.TemplateResponse(request, "participant/rating.html", context)
+
+
+@pages.post("/p/{token}/rating")
+def rating(
+    participant: ParticipantDep,
+    session: SessionDep,
+    rating_index: Annotated[int, Form(ge=0, le=1000)],
+    value: Annotated[int, Form(ge=-100, le=100)],
+) -> Response:
+    """Store an intuitiveness rating (slider -100..100), then show the next page."""
+    participant_service.record_rating(session, participant, rating_index, value)
+    session.commit()
+    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+
+@pages.post("/p/{token}/feedback")
+def feedback(
+    participant: ParticipantDep,
+    session: SessionDep,
+    text: Annotated[str, Form(max_length=participant_service.FEEDBACK_MAX_CHARS)] = "",
+) -> Response:
+    """Store the optional free-text feedback and finish the study."""
+    if participant.status != "in_progress":
+        raise Conflict("feedback is given at the end of the study")
+    participant_service.record_feedback(participant, text)
+    participant_service.complete(session, participant)
+    session.commit()
+    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+
+@pages.post("/p/{token}/finish")
+def finish(participant: ParticipantDep, session: SessionDep) -> Response:
+    """Finish the study (when every answer and page is done) and show the completion code."""
+    participant_service.complete(session, participant)
+    session.commit()
+    return RedirectResponse(f"/p/{participant.token}", status_code=303)
 
 
 @pages.post("/p/{token}/consent")

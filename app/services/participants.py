@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from app import designs
 from app.db import utc_now
-from app.errors import Conflict, NotFound, SessionUnavailable
+from app.errors import Conflict, InvalidInput, NotFound, OutOfOrder, SessionUnavailable
 from app.models import (
     Experiment,
     ExperimentSession,
     Participant,
+    ParticipantRating,
     ScheduledTrial,
     StimulusSet,
     StimulusUnit,
@@ -32,6 +33,7 @@ from app.services.stimuli import catalog_of, image_hashes
 logger = logging.getLogger(__name__)
 
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+FEEDBACK_MAX_CHARS = 5000
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 ACTIVE_STATUSES = ("enrolled", "consented", "in_progress", "completed")
 _PLATFORM_KEYS = {
@@ -253,6 +255,7 @@ def enrol(
         test_mode=test_mode,
         n_trials=len(schedule.trials),
         blocks=[b.model_dump(mode="json") for b in schedule.blocks],
+        rating_specs=[r.model_dump(mode="json") for r in schedule.ratings],
         exclusion_reasons=[],
         user_agent=(user_agent or "")[:400] or None,
         last_seen_at=utc_now(),
@@ -287,7 +290,8 @@ def record_consent(participant: Participant, agree: bool) -> None:
     if agree:
         participant.status = "consented"
         participant.consented_at = now
-        participant.instructions_shown_at = now
+        if not any(r["position"] == "start" for r in participant.rating_specs):
+            participant.instructions_shown_at = now
     else:
         participant.status = "declined"
         participant.completed_at = now
@@ -320,6 +324,98 @@ def done_count(session: Session, participant_id: int) -> int:
     )
 
 
+def pending_rating(
+    session: Session, participant: Participant, position: str
+) -> dict[str, Any] | None:
+    """The next intuitiveness rating of `position` (start|end) not yet given, if any."""
+    specs = [r for r in participant.rating_specs if r["position"] == position]
+    if not specs:
+        return None
+    given = set(
+        session.scalars(
+            select(ParticipantRating.rating_index).where(
+                ParticipantRating.participant_id == participant.id
+            )
+        )
+    )
+    return next((r for r in specs if r["rating_index"] not in given), None)
+
+
+def record_rating(
+    session: Session, participant: Participant, rating_index: int, value: int
+) -> None:
+    """Store an intuitiveness rating; only the pending one is accepted (a repeat is ignored).
+
+    Raises:
+        OutOfOrder: it is not the participant's pending rating.
+        InvalidInput: the value is outside -100..100.
+    """
+    if not -100 <= value <= 100:
+        raise InvalidInput("a rating is between -100 and 100")
+    position = "start" if participant.status == "consented" else "end"
+    spec = pending_rating(session, participant, position)
+    if spec is None or spec["rating_index"] != rating_index:
+        done = session.scalar(
+            select(ParticipantRating.id).where(
+                ParticipantRating.participant_id == participant.id,
+                ParticipantRating.rating_index == rating_index,
+            )
+        )
+        if done is not None:
+            return  # a resubmitted form: already stored
+        raise OutOfOrder("this rating is not the current one")
+    if position == "end" and done_count(session, participant.id) < participant.n_trials:
+        raise OutOfOrder("the final ratings come after the last trial")
+    now = utc_now()
+    session.add(
+        ParticipantRating(
+            participant_id=participant.id,
+            rating_index=rating_index,
+            position=position,
+            unit_key=spec["unit_id"],
+            value=value,
+            received_at=now,
+        )
+    )
+    session.flush()
+    participant.last_seen_at = now
+    if position == "start" and pending_rating(session, participant, "start") is None:
+        participant.instructions_shown_at = now
+
+
+def rating_images(session: Session, participant: Participant, unit_id: str) -> dict[str, list[str]]:
+    """Served image names of a rated unit: 9 synthetic and 9 natural max references (batch 0)."""
+    experiment = participant.experiment
+    design = design_of(experiment)
+    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    data = units[unit_id].data
+    synthetic = (data.get("synthetic") or {}).get("max_references", [])[:9]
+    batches = (data.get("natural") or {}).get("batches") or []
+    batch = next((b for b in batches if b["batch"] == 0), batches[0] if batches else {})
+    natural = batch.get("max_references", [])[:9]
+    return {
+        "synthetic": [hashes[e["path"]] for e in synthetic],
+        "natural": [hashes[e["path"]] for e in natural],
+    }
+
+
+def record_feedback(participant: Participant, text: str) -> None:
+    """Store the optional free-text feedback (once; later posts are ignored)."""
+    if participant.feedback_at is None:
+        participant.feedback_text = text.strip()[:FEEDBACK_MAX_CHARS] or None
+        participant.feedback_at = utc_now()
+
+
+def pending_page(session: Session, participant: Participant) -> str | None:
+    """What must still happen after the last trial: `rating`, `feedback`, or None."""
+    if pending_rating(session, participant, "end") is not None:
+        return "rating"
+    design = design_of(participant.experiment)
+    if design.free_text_feedback and participant.feedback_at is None:
+        return "feedback"
+    return None
+
+
 def outcome_of(participant: Participant) -> str:
     if participant.status == "declined":
         return "no_consent"
@@ -341,6 +437,14 @@ def complete(session: Session, participant: Participant) -> dict[str, Any]:
             raise Conflict("the study has not been started")
         if done_count(session, participant.id) < participant.n_trials:
             raise Conflict("not every answer has been received yet")
+        if pending_page(session, participant) is not None:
+            return {
+                **completion_info(participant),
+                "outcome": "pending",
+                "completion_code": None,
+                "redirect_url": None,
+                "mturk": None,
+            }
         participant.status = "completed"
         participant.completed_at = utc_now()
         participant.last_seen_at = participant.completed_at

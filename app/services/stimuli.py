@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
 from pathlib import Path
 
 from sqlalchemy import select
@@ -62,8 +65,11 @@ def _import_loaded(
     )
     session.add(stimulus_set)
     session.flush()
-    for rel in manifest.files:
-        encoded = blobs.encode_and_put(loaded.root / rel)
+    # Encoding dominates an import; Pillow releases the GIL while it encodes.
+    paths = list(manifest.files)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        encodings = list(pool.map(lambda rel: blobs.encode_and_put(loaded.root / rel), paths))
+    for rel, encoded in zip(paths, encodings, strict=True):
         session.add(
             StimulusImage(
                 stimulus_set_id=stimulus_set.id,
@@ -107,8 +113,19 @@ def manifest_of(stimulus_set: StimulusSet) -> StimulusManifest:
     return StimulusManifest.model_validate(stimulus_set.manifest)
 
 
+_CATALOGS: OrderedDict[tuple[int, str, str], Catalog] = OrderedDict()
+
+
 def catalog_of(stimulus_set: StimulusSet) -> Catalog:
-    return catalog_from_manifest(manifest_of(stimulus_set))
+    """The set's units as designs see them (cached: an imported set never changes)."""
+    key = (stimulus_set.id, stimulus_set.slug, stimulus_set.imported_at.isoformat())
+    found = _CATALOGS.get(key)
+    if found is None:
+        found = catalog_from_manifest(manifest_of(stimulus_set))
+        _CATALOGS[key] = found
+        while len(_CATALOGS) > 32:
+            _CATALOGS.popitem(last=False)
+    return found
 
 
 def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[str, str]:

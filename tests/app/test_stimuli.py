@@ -30,6 +30,7 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
         n_practice_units=1,
         n_batches=2,
         set_id="small-set",
+        size=32,
     )
 
 
@@ -97,7 +98,7 @@ def test_tampered_image_and_wrong_size_and_traversal_are_refused(
     img.save(root / first)
     digest = hashlib.sha256((root / first).read_bytes()).hexdigest()
     _rewrite(root, lambda m: m["files"][first].update(sha256=digest))
-    with pytest.raises(ManifestInvalid, match="expected 224x224"):
+    with pytest.raises(ManifestInvalid, match="expected 32x32"):
         load_manifest(root)
 
     root = _copy(small_set, tmp_path / "c")
