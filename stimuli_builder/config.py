@@ -308,11 +308,11 @@ def load_config(
             for k in keys[:-1]:
                 node = node.get(k, {}) if isinstance(node, dict) else {}
             if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-                node[keys[-1]] = str(base / node[keys[-1]])
+                node[keys[-1]] = str((base / node[keys[-1]]).resolve())
         weights = (
             data.get("model", {}).get("weights") if isinstance(data.get("model"), dict) else None
         )
         if isinstance(weights, str) and weights not in ("pretrained", "random"):
-            data["model"]["weights"] = str(base / weights)
+            data["model"]["weights"] = str((base / weights).resolve())
     data = apply_overrides(data, overrides or [])
     return build_config(data, source)

@@ -67,6 +67,18 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb, "RGB").save(path, format="PNG", compress_level=6)
 
 
+def fit_size(rgb: np.ndarray, size_px: int) -> np.ndarray:
+    """Resize uint8 [H, W, 3] to [size_px, size_px, 3] (bicubic) unless it already fits.
+
+    Renders kept at another size than the natural crops (small test canvases) must still match
+    the set's ``image_size_px``.
+    """
+    if rgb.shape[0] == size_px and rgb.shape[1] == size_px:
+        return rgb
+    img = Image.fromarray(rgb, "RGB").resize((size_px, size_px), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """float [n, 3, H, W] in [0, 1] -> uint8 [n, H, W, 3] (rounded)."""
     return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
@@ -152,7 +164,7 @@ def write_stimulus_set(
                     entries = []
                     for i, (img, obj) in enumerate(zip(imgs, objs, strict=True)):
                         rel = f"images/{unit.layer}_{unit.channel}/synthetic/{side}_{i}.png"
-                        jobs[rel] = lambda a=img: a
+                        jobs[rel] = lambda a=img: fit_size(a, image_size_px)
                         entries.append(Synthetic(path=rel, objective=float(obj)))
                     sides[side] = entries
                 synthetic = SyntheticSet(max_references=sides["max"], min_references=sides["min"])

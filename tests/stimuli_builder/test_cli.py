@@ -198,3 +198,14 @@ def test_presets_and_show_config_commands() -> None:
     )
     cfg = json.loads(res.output)
     assert cfg["render"]["steps"] == 8 and cfg["model"]["weights"] == "random"
+
+
+def test_every_image_has_the_set_size_even_with_a_small_render_canvas(
+    tiny_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    cfg = build_config(tiny_config())  # renders keep 28 px, natural crops are 32 px
+    manifest = run_build(cfg, progress=False)
+    sizes = {Image.open(tmp_path / "out" / rel).size for rel in manifest["files"]}
+    assert sizes == {(32, 32)} and manifest["image_size_px"] == 32
