@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.designs import Design
 from app.models import Experiment, ExperimentSession, StimulusSet
 from app.services.experiments import create_experiment, launch_session
 
@@ -33,3 +37,71 @@ def make_launch(session: Session, experiment: Experiment, **overrides: Any) -> E
     overrides.setdefault("platform", "prolific")
     overrides.setdefault("completion_code", "C0DE1234")
     return launch_session(session, experiment, **overrides)
+
+
+ROLES = ("main", "practice", "catch", "intuitiveness")
+
+
+def write_structural_set(
+    root: Path, design: Design, *, n_batches: int = 20, size: int = 16
+) -> Path:
+    """A v1 set with every unit `design` names (or enough per role), all sharing 38 tiny images.
+
+    Cheap to write and import, so designs can be tested through the API; every batch of every
+    unit has distinct queries and references, as the format requires.
+    """
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+
+    def image(name: str, shade: int) -> str:
+        rel = f"images/{name}.png"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (size, size), (shade, 255 - shade, (shade * 7) % 256)).save(path)
+        data = path.read_bytes()
+        files[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        return rel
+
+    natural = {
+        "max_query": {"path": image("max_query", 250)},
+        "min_query": {"path": image("min_query", 5)},
+        "max_references": [{"path": image(f"max_{i}", 200 + i)} for i in range(9)],
+        "min_references": [{"path": image(f"min_{i}", 20 + i)} for i in range(9)],
+    }
+    synthetic = {
+        "max_references": [{"path": image(f"syn_max_{i}", 150 + i)} for i in range(9)],
+        "min_references": [{"path": image(f"syn_min_{i}", 60 + i)} for i in range(9)],
+    }
+    roles: dict[str, set[str]] = {}
+    for name, unit_list in design.units.items():
+        role = name if name in ROLES else (unit_list.role or "main")
+        ids = list(unit_list.ids or ())
+        if not ids:
+            ids = [f"{role}:{i}" for i in range(unit_list.count or 1)]
+        for unit_id in ids:
+            roles.setdefault(unit_id, set()).add(role if role in ROLES else "main")
+    units = []
+    for index, (unit_id, unit_roles) in enumerate(sorted(roles.items())):
+        layer, _, channel = unit_id.partition(":")
+        units.append(
+            {
+                "id": unit_id,
+                "layer": layer,
+                "channel": int(channel) if channel.isdigit() else index,
+                "roles": sorted(unit_roles),
+                "natural": {"batches": [{"batch": b, **natural} for b in range(n_batches)]},
+                "synthetic": synthetic,
+            }
+        )
+    manifest = {
+        "schema": "psychvis.stimulus_set",
+        "schema_version": 1,
+        "id": f"structural-{design.name}",
+        "image_size_px": size,
+        "files": files,
+        "units": units,
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return root
