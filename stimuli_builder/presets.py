@@ -184,14 +184,19 @@ def paper_exp1() -> list[PresetUnit]:
 
 
 def paper_exp2() -> list[PresetUnit]:
-    """Experiment II: sets a-d (20 main units each), set e (catch), intuitiveness units."""
+    """Experiment II: sets a-d (20 main units each), set e (catch), practice and intuitiveness.
+
+    PROTOCOL names no practice units for Experiment II; like the app's `paper-exp2` design we
+    use Experiment I's 15 practice units.
+    """
     units: list[PresetUnit] = []
     for layer in LAYERS_EXP2:
         units.extend(PresetUnit(layer, ch, sets=("a",)) for ch in EXP1_UNITS[layer][0])
     for name, table in EXP2_SETS.items():
-        roles = ("catch", "practice") if name == "e" else ("main",)
+        roles = ("catch",) if name == "e" else ("main",)
         for layer in LAYERS_EXP2:
             units.extend(PresetUnit(layer, ch, roles, sets=(name,)) for ch in table[layer])
+    units.extend(PresetUnit(layer, ch, ("practice",)) for layer, ch in EXP1_PRACTICE)
     units.extend(PresetUnit(layer, ch, ("intuitiveness",)) for layer, ch in INTUITIVENESS_UNITS)
     return _merge(units)
 

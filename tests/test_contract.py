@@ -38,3 +38,29 @@ def test_app_refuses_a_tampered_builder_set(tmp_path: Path) -> None:
     victim.write_bytes(victim.read_bytes()[:-10])
     with pytest.raises(ManifestInvalid, match="sha256"):
         load_manifest(out)
+
+
+@pytest.mark.parametrize("preset", ["paper-exp1", "paper-exp2"])
+def test_builder_presets_hold_every_unit_the_design_presets_need(preset: str) -> None:
+    """A set built with the builder's preset can run the app's design preset of the same name."""
+    from app import designs
+    from app.schedule import Catalog, UnitInfo
+    from stimuli_builder.presets import PRESETS
+
+    units = tuple(
+        UnitInfo(
+            id=f"{u.layer}:{u.channel}",
+            layer=u.layer,
+            channel=u.channel,
+            hand_picked=u.hand_picked,
+            roles=u.roles,
+            natural_batches=tuple(range(20)),
+            n_natural_references=9,
+            n_synthetic_references=10,
+        )
+        for u in PRESETS[preset]()
+    )
+    design = designs.load_design(preset)
+    designs.check_design_against(design, Catalog(stimulus_set=preset, units=units))
+    schedule = designs.generate_schedule(design, Catalog(stimulus_set=preset, units=units), 1)
+    assert len(schedule.trials) == {"paper-exp1": 186, "paper-exp2": 216}[preset]
