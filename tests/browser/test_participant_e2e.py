@@ -1,0 +1,224 @@
+"""A participant clicks through the demo in headless Chromium; then the database is checked.
+
+Runs the real app (uvicorn in a thread, its own SQLite file) and the real task page:
+landing -> consent -> instructions -> practice and main trials -> completion, answering by the
+buttons' accessible names and by keys, with one answer given offline and recovered from
+localStorage after a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ANSWER_NAMES = [f"{side} image, confidence {c}" for side in ("Upper", "Lower") for c in (1, 2, 3)]
+ANSWER_KEYS = ["Digit1", "Digit2", "Digit3", "KeyQ", "KeyW", "KeyE"]
+# Page states, read through the data-* hooks of templates/participant/task.html.
+TRIAL_OPEN = (
+    "(() => { const s = document.querySelector('[data-stage]');"
+    " return !!s && s.dataset.phase === 'open'"
+    " && !document.querySelector('[data-screen=trial]').hidden; })()"
+)
+MESSAGE_WAITING = (
+    "(() => { const b = document.querySelector('[data-continue]');"
+    " return !!b && !b.hidden && !b.disabled && b.offsetParent !== null; })()"
+)
+LEFT_TASK = "!document.querySelector('[data-task]')"
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
+    """The demo experiment served by the real app on a free port."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from app.cli import setup_demo
+    from app.main import create_app
+
+    root = tmp_path_factory.mktemp("e2e")
+    port = _free_port()
+    settings = Settings(
+        env="test",
+        database_url=f"sqlite:///{root / 'e2e.sqlite3'}",
+        secret_key="test-" + "x" * 40,
+        stimuli_dir=root / "stimuli",
+        base_url=f"http://127.0.0.1:{port}",
+        log_level="WARNING",
+    )
+    link = setup_demo(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the app did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/s/{link.rstrip('/').rsplit('/', 1)[-1]}", settings
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture()
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _wait_for_next(page: object) -> str:
+    """Wait until the page asks for something; return 'trial', 'message' or 'left'."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        f"({TRIAL_OPEN}) || ({MESSAGE_WAITING}) || ({LEFT_TASK})", timeout=30_000
+    )
+    if page.evaluate(LEFT_TASK):  # type: ignore[attr-defined]
+        return "left"
+    return "trial" if page.evaluate(TRIAL_OPEN) else "message"  # type: ignore[attr-defined]
+
+
+def test_participant_clicks_through_demo_and_every_answer_is_stored_once(
+    live_server: tuple[str, Settings], browser: object
+) -> None:
+    link, settings = live_server
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})  # type: ignore[attr-defined]
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(f"{link}?PROLIFIC_PID=e2e-{int(time.time() * 1000)}&STUDY_ID=s&SESSION_ID=x")
+    page.get_by_role("button", name="Start the study").click()
+    page.get_by_role("button", name="I agree to take part").click()
+    page.get_by_role("button", name="Begin the practice trials").click()
+    token = page.evaluate("JSON.parse(document.getElementById('trial-config').textContent).token")
+    queue_key = f"psychvis:answers:{token}"
+
+    messages: list[str] = []
+    answered: list[str] = []
+    offline_uuid: str | None = None
+    while (state := _wait_for_next(page)) != "left":
+        if state == "message":
+            messages.append(page.locator("[data-message-body]").text_content() or "")
+            page.get_by_role("button", name="Continue").click()
+            continue
+        n = len(answered)
+        if n == 3:
+            # Offline answer: it must wait in localStorage, survive a reload and be sent then.
+            ctx.set_offline(True)
+            page.keyboard.press("KeyE")
+            page.wait_for_function(
+                f"localStorage.getItem({json.dumps(queue_key)}) !== null", timeout=5_000
+            )
+            time.sleep(1.0)
+            queued = json.loads(page.evaluate(f"localStorage.getItem({json.dumps(queue_key)})"))
+            assert len(queued) == 1
+            offline_uuid = queued[0]["response_uuid"]
+            assert page.locator("[data-status]").text_content() != ""
+            ctx.set_offline(False)
+            page.reload()
+            answered.append("KeyE")
+            continue
+        if n % 2 == 0:
+            name = ANSWER_NAMES[n % 6]
+            page.get_by_role("button", name=name, exact=True).click()
+            answered.append(name)
+        else:
+            key = ANSWER_KEYS[n % 6]
+            page.keyboard.press(key)
+            answered.append(key)
+        page.wait_for_function(f"!({TRIAL_OPEN})")
+        assert len(answered) < 500
+
+    page.wait_for_load_state()
+    assert "DEMO-DONE" in (page.locator("main").text_content() or "")
+    assert any("trials correct" in m for m in messages)
+    assert page.evaluate(f"localStorage.getItem({json.dumps(queue_key)})") is None
+    assert errors == []
+    ctx.close()
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        with make_sessionmaker(engine)() as session:
+            participant = session.scalars(
+                select(Participant).where(Participant.token == token)
+            ).one()
+            assert participant.status == "completed"
+            rows = session.scalars(
+                select(TrialResponse)
+                .where(TrialResponse.participant_id == participant.id)
+                .order_by(TrialResponse.trial_index)
+            ).all()
+            n_scheduled = session.scalar(
+                select(func.count())
+                .select_from(ScheduledTrial)
+                .where(ScheduledTrial.participant_id == participant.id, ~ScheduledTrial.skipped)
+            )
+            assert len(rows) == len(answered) == n_scheduled
+            assert len({r.response_uuid for r in rows}) == len(rows)
+            assert offline_uuid in {r.response_uuid for r in rows}
+            for row, given in zip(rows, answered, strict=True):
+                if given in ANSWER_NAMES:
+                    side, conf = given.split(" image, confidence ")
+                    assert (row.response, row.confidence) == (side.lower(), int(conf))
+                    assert row.input_kind == "mouse"
+                else:
+                    i = ANSWER_KEYS.index(given)
+                    assert (row.response, row.confidence) == (
+                        "upper" if i < 3 else "lower",
+                        i % 3 + 1,
+                    )
+                    assert row.input_kind == "keyboard"
+                assert row.onset_ms is not None and row.answer_ms is not None
+                assert row.rt_ms == pytest.approx(row.answer_ms - row.onset_ms, abs=0.2)
+                assert row.rt_ms > 0
+                if row.rt_ms > 100:  # a script can answer within a frame of onset; no interval
+                    assert row.frame_interval_mean_ms is not None
+                    assert 0 < row.frame_interval_mean_ms <= row.frame_interval_max_ms
+                assert (row.viewport_w_px, row.viewport_h_px) == (1920, 1080)
+                assert row.device_pixel_ratio == 1
+            kinds = set(
+                session.scalars(
+                    select(ParticipantEvent.kind).where(
+                        ParticipantEvent.participant_id == participant.id
+                    )
+                )
+            )
+            assert "page_load" in kinds
+    finally:
+        engine.dispose()
