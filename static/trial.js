@@ -352,7 +352,9 @@ async function main() {
       stage.show(prepared); // one synchronous insertion of every decoded image
       fitStage("trial");
       onset = await onsetAfterPaint(t);
-      live = { trialIndex: trial.trial_index, focusLost: false, fullscreenExited: false };
+      // A window that is already hidden or unfocused at onset counts as focus lost too.
+      const away = document.visibilityState === "hidden" || !document.hasFocus();
+      live = { trialIndex: trial.trial_index, focusLost: away, fullscreenExited: false };
       stats = startFrameLoop(t, onset);
       answer = await t.guard(
         new Promise((resolve) => {

@@ -212,6 +212,7 @@ def test_participant_clicks_through_demo_and_every_answer_is_stored_once(
                     assert 0 < row.frame_interval_mean_ms <= row.frame_interval_max_ms
                 assert (row.viewport_w_px, row.viewport_h_px) == (1920, 1080)
                 assert row.device_pixel_ratio == 1
+                assert not row.focus_lost and not row.fullscreen_exited
             kinds = set(
                 session.scalars(
                     select(ParticipantEvent.kind).where(
