@@ -164,15 +164,25 @@ def experiments_create(
     stimuli: Annotated[str, typer.Option(help="Imported stimulus set name.")],
     design: Annotated[str, typer.Option(help="Preset name or design TOML file.")],
     title: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Owner's account email (default: none, admins only).")
+    ] = None,
 ) -> None:
     """Create an experiment from a design and a stimulus set."""
+    from app.services.auth import get_user_by_email
     from app.services.experiments import create_experiment
     from app.services.stimuli import get_stimulus_set
 
     with _db() as session:
         stimulus_set = get_stimulus_set(session, stimuli)
+        owner_id = get_user_by_email(session, owner).id if owner else None
         experiment = create_experiment(
-            session, slug=name, stimulus_set=stimulus_set, design_source=design, title=title
+            session,
+            slug=name,
+            stimulus_set=stimulus_set,
+            design_source=design,
+            title=title,
+            owner_id=owner_id,
         )
         session.commit()
         typer.echo(f"created experiment {experiment.slug} ({experiment.design_name})")
@@ -323,6 +333,45 @@ def export_responses(
             with out.open("w", encoding="utf-8", newline="") as fh:
                 count = write_csv(fh, rows)
         typer.echo(f"{count} rows", err=True)
+
+
+# --- users --------------------------------------------------------------------------------------
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    role: Annotated[str, typer.Option(help="experimenter or admin.")] = "experimenter",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a dashboard account (the password is asked twice, hidden; there is no default)."""
+    import sys
+
+    from app.services.auth import create_user
+
+    if role not in ("experimenter", "admin"):
+        _fail("--role must be experimenter or admin")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _db() as session:
+        user = create_user(session, email, password, role)  # type: ignore[arg-type]
+        session.commit()
+        typer.echo(f"created {user.role} {user.email}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List dashboard accounts."""
+    from app.services.auth import list_users
+
+    with _db() as session:
+        for user in list_users(session):
+            state = "active" if user.active else "inactive"
+            typer.echo(f"{user.email}\t{user.role}\t{state}")
 
 
 # --- demo and server ----------------------------------------------------------------------------

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     check_schema: bool = True
     """Refuse to start when the database schema is not at the Alembic head."""
+    inactivity_timeout_s: int = 30 * 60
+    """A participant not seen for longer (no heartbeat) and not finished counts as timed out."""
+    session_max_age_s: int = 12 * 3600
+    """Lifetime of a dashboard login (signed session cookie)."""
+    login_max_failures: int = 5
+    """Failed logins per email or per address within `login_window_s` before logins slow down."""
+    login_window_s: int = 15 * 60
+    stimuli_import_root: Path | None = None
+    """Folder under which the dashboard may import stimulus sets by server path (None: off)."""
 
     @model_validator(mode="after")
     def _reject_placeholder_secret(self) -> Settings:

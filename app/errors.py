@@ -53,3 +53,25 @@ class SchemaOutOfDate(AppError):
 
 class UnsupportedMediaType(InvalidInput):
     code = "unsupported_media_type"
+
+
+class NotAuthenticated(AppError):
+    """No valid dashboard login."""
+
+    code = "not_authenticated"
+
+
+class Forbidden(AppError):
+    """Logged in but not allowed (missing CSRF token, not an admin)."""
+
+    code = "forbidden"
+
+
+class TooManyAttempts(AppError):
+    """Login throttled after repeated failures."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

@@ -207,3 +207,136 @@ def codebook_markdown() -> str:
             f"| `{spec.name}` | {spec.type} | {allowed} | {nullable} | {spec.description} |"
         )
     return "\n".join(lines)
+
+
+# --- participants.csv, events.csv, ratings.csv (the dashboard's other exports) --------------------
+
+_PARTICIPANT_SPECS: tuple[ColumnSpec, ...] = (
+    ColumnSpec("experiment", "str", "Experiment (study) identifier."),
+    ColumnSpec("session", "str", "Launched session the participant enrolled through."),
+    ColumnSpec("participant", "str", "Opaque participant identifier (as in responses.csv)."),
+    ColumnSpec(
+        "participant_group",
+        "str",
+        "Condition / arm assigned at enrolment (between-subject designs); empty otherwise.",
+        nullable=True,
+    ),
+    ColumnSpec("platform", "str", "Recruitment platform.", allowed=("prolific", "mturk", "lab")),
+    ColumnSpec(
+        "platform_id",
+        "str",
+        "Prolific PID / MTurk workerId: raw, or a keyed hash (`h-` + 20 hex digits) when the "
+        "experiment pseudonymises platform ids (see `platform_id_mode`).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "platform_id_mode",
+        "str",
+        "How `platform_id` is written for this experiment.",
+        allowed=("raw", "pseudonymised"),
+    ),
+    ColumnSpec(
+        "status",
+        "str",
+        "Stored status; `returned` also covers participants not seen for longer than the "
+        "inactivity limit at export time who never finished.",
+        allowed=("enrolled", "consented", "in_progress", "completed", "declined", "returned"),
+    ),
+    ColumnSpec(
+        "test_mode",
+        "bool",
+        "Experimenter trying the study (left out unless asked for).",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec("n_trials", "int", "Trials in the participant's schedule."),
+    ColumnSpec("n_answered", "int", "Trials answered."),
+    ColumnSpec("enrolled_at", "datetime", "Enrolment (start button), ISO 8601 UTC."),
+    ColumnSpec("consented_at", "datetime", "Consent given, ISO 8601 UTC.", nullable=True),
+    ColumnSpec(
+        "instruction_time_s",
+        "float",
+        "Seconds spent on the instructions.",
+        nullable=True,
+    ),
+    ColumnSpec("completed_at", "datetime", "Completion, ISO 8601 UTC.", nullable=True),
+    ColumnSpec("duration_s", "float", "Seconds from consent to completion.", nullable=True),
+    ColumnSpec(
+        "last_seen_at", "datetime", "Last request or heartbeat, ISO 8601 UTC.", nullable=True
+    ),
+    ColumnSpec(
+        "excluded",
+        "bool",
+        "Whether the design's exclusion criteria exclude the participant.",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec(
+        "exclusion_reasons",
+        "str",
+        f"Failed criteria, separated by `{EXCLUSION_REASON_SEPARATOR}`; empty when none.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "feedback_text",
+        "str",
+        "Optional free-text feedback at the end (participant's words; cells starting with "
+        "= + - @ get a leading `'`).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "feedback_at", "datetime", "When the feedback was sent, ISO 8601 UTC.", nullable=True
+    ),
+)
+
+_EVENT_SPECS: tuple[ColumnSpec, ...] = (
+    ColumnSpec("experiment", "str", "Experiment (study) identifier."),
+    ColumnSpec("participant", "str", "Opaque participant identifier."),
+    ColumnSpec(
+        "kind",
+        "str",
+        "Event reported by the browser (e.g. `focus_lost`, `fullscreen_exit`, `resize`).",
+    ),
+    ColumnSpec("trial_index", "int", "Trial shown when it happened.", nullable=True),
+    ColumnSpec(
+        "client_ms", "float", "Browser clock (performance.now()) of the event, ms.", nullable=True
+    ),
+    ColumnSpec("received_at", "datetime", "Server receipt, ISO 8601 UTC (server clock)."),
+    ColumnSpec("data", "str", "Event details as a JSON object (e.g. the new viewport size)."),
+)
+
+_RATING_SPECS: tuple[ColumnSpec, ...] = (
+    ColumnSpec("experiment", "str", "Experiment (study) identifier."),
+    ColumnSpec("participant", "str", "Opaque participant identifier."),
+    ColumnSpec("participant_group", "str", "Condition / arm, if any.", nullable=True),
+    ColumnSpec("rating_index", "int", "0-based position of the rating in the schedule."),
+    ColumnSpec(
+        "position",
+        "str",
+        "Rated before the trials (`start`) or after them (`end`).",
+        allowed=("start", "end"),
+    ),
+    ColumnSpec("unit_key", "str", "Rated unit (stimulus-set unit id)."),
+    ColumnSpec("layer", "str", "CNN layer of the unit.", nullable=True),
+    ColumnSpec("channel", "int", "Channel index within the layer.", nullable=True),
+    ColumnSpec(
+        "value",
+        "int",
+        "Intuitiveness slider: -100 (not intuitive) ... +100 (intuitive).",
+    ),
+    ColumnSpec("rt_ms", "float", "Time on the rating page, ms (client clock).", nullable=True),
+    ColumnSpec("received_at", "datetime", "Server receipt, ISO 8601 UTC."),
+)
+
+PARTICIPANT_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in _PARTICIPANT_SPECS)
+EVENT_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in _EVENT_SPECS)
+RATING_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in _RATING_SPECS)
+PARTICIPANT_CODEBOOK: dict[str, ColumnSpec] = {spec.name: spec for spec in _PARTICIPANT_SPECS}
+EVENT_CODEBOOK: dict[str, ColumnSpec] = {spec.name: spec for spec in _EVENT_SPECS}
+RATING_CODEBOOK: dict[str, ColumnSpec] = {spec.name: spec for spec in _RATING_SPECS}
+
+TABLE_CODEBOOKS: dict[str, dict[str, ColumnSpec]] = {
+    "responses": CODEBOOK,
+    "participants": PARTICIPANT_CODEBOOK,
+    "events": EVENT_CODEBOOK,
+    "ratings": RATING_CODEBOOK,
+}
+"""Every exported table (file `<name>.csv`) and its codebook, in column order."""

@@ -7,10 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,21 +22,27 @@ from app.errors import (
     AppError,
     Conflict,
     DesignInvalid,
+    Forbidden,
     InvalidInput,
     ManifestInvalid,
+    NotAuthenticated,
     NotFound,
     SessionUnavailable,
+    TooManyAttempts,
     UnsupportedMediaType,
 )
 from app.log import configure_logging
 from app.migrate import assert_schema_current
-from app.routes import images, participant
+from app.routes import dashboard, images, participant
 from app.templating import make_templates
 
 logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: list[tuple[type[AppError], int]] = [
     (NotFound, 404),
+    (NotAuthenticated, 401),
+    (Forbidden, 403),
+    (TooManyAttempts, 429),
     (Conflict, 409),
     (SessionUnavailable, 410),
     (UnsupportedMediaType, 415),
@@ -53,7 +60,8 @@ def status_for(exc: AppError) -> int:
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path.startswith("/img/")
+    path = request.url.path
+    return path.startswith(("/api/", "/img/", "/dashboard/api/")) or path.endswith(".json")
 
 
 class BodyLimitMiddleware:
@@ -186,6 +194,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
+        if (
+            isinstance(exc, NotAuthenticated)
+            and request.method == "GET"
+            and not _wants_json(request)
+            and "/export/" not in request.url.path
+        ):
+            # Dashboard pages send people to the login form; data routes answer 401.
+            return RedirectResponse(
+                "/dashboard/login?" + urlencode({"next": request.url.path}), status_code=303
+            )
         return _error_response(request, status_for(exc), exc.code, exc.detail)
 
     @app.exception_handler(RequestValidationError)
@@ -208,6 +226,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(participant.pages)
     app.include_router(participant.api)
     app.include_router(images.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

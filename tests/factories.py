@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.designs import Design
-from app.models import Experiment, ExperimentSession, StimulusSet
+from app.models import Experiment, ExperimentSession, StimulusSet, User
 from app.services.experiments import create_experiment, launch_session
 
 _counter = {"n": 0}
@@ -105,3 +105,15 @@ def write_structural_set(
     }
     (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return root
+
+
+def make_user(
+    session: Session,
+    email: str | None = None,
+    *,
+    role: str = "experimenter",
+    password: str = "correct horse battery",
+) -> User:
+    from app.services.auth import create_user
+
+    return create_user(session, email or f"{_next('user')}@example.org", password, role)  # type: ignore[arg-type]

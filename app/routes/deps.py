@@ -1,18 +1,24 @@
-"""Annotated dependency aliases for routes: SessionDep, SettingsDep, ParticipantDep, TemplatesDep."""
+"""Annotated dependency aliases for routes: SessionDep, SettingsDep, ParticipantDep, TemplatesDep,
+ExperimenterDep/AdminDep (dashboard login from the signed session cookie) and CSRF checks."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Iterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app.config import Settings
-from app.errors import NotFound, UnsupportedMediaType
-from app.models import Participant
+from app.errors import Forbidden, NotAuthenticated, NotFound, UnsupportedMediaType
+from app.models import Participant, User
 
 TOKEN_MAX_LEN = 64
 
@@ -66,3 +72,163 @@ async def read_body(request: Request) -> bytes:
 
 
 BodyDep = Annotated[bytes, Depends(read_body)]
+
+
+# --- dashboard login: a signed, HttpOnly session cookie -------------------------------------------
+
+SESSION_COOKIE = "psychvis_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+_COOKIE_SALT = "psychvis.dashboard.session"
+
+
+@dataclass
+class WebSession:
+    """The dashboard cookie's content: CSRF token, logged-in user, password fingerprint."""
+
+    csrf: str
+    user_id: int | None = None
+    password_tag: str | None = None
+    changed: bool = False
+    """Must be (re)sent with the response (new visitor, login)."""
+
+
+def password_tag(user: User) -> str:
+    """Short fingerprint of the password hash: changing the password ends existing logins."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def _serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt=_COOKIE_SALT)
+
+
+def web_session(request: Request) -> WebSession:
+    """The request's dashboard session from its cookie, or a new anonymous one (cached)."""
+    cached: WebSession | None = getattr(request.state, "web_session", None)
+    if cached is not None:
+        return cached
+    settings: Settings = request.app.state.settings
+    found: WebSession | None = None
+    raw = request.cookies.get(SESSION_COOKIE)
+    if raw:
+        try:
+            data: Any = _serializer(settings).loads(raw, max_age=settings.session_max_age_s)
+        except BadSignature:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("csrf"), str):
+            uid = data.get("uid")
+            found = WebSession(
+                csrf=data["csrf"],
+                user_id=uid if isinstance(uid, int) else None,
+                password_tag=data.get("pw") if isinstance(data.get("pw"), str) else None,
+            )
+    if found is None:
+        found = WebSession(csrf=secrets.token_urlsafe(32), changed=True)
+    request.state.web_session = found
+    return found
+
+
+def login_session(request: Request, user: User) -> WebSession:
+    """Start a logged-in session: new CSRF token (no fixation), user id, password fingerprint."""
+    session = WebSession(
+        csrf=secrets.token_urlsafe(32),
+        user_id=user.id,
+        password_tag=password_tag(user),
+        changed=True,
+    )
+    request.state.web_session = session
+    return session
+
+
+def save_web_session(request: Request, response: Response) -> None:
+    """Send the session cookie if it changed: HttpOnly, SameSite=Lax, Secure over HTTPS."""
+    session = web_session(request)
+    if not session.changed:
+        return
+    settings: Settings = request.app.state.settings
+    value = _serializer(settings).dumps(
+        {"csrf": session.csrf, "uid": session.user_id, "pw": session.password_tag}
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=settings.session_max_age_s,
+        path="/dashboard",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https" or settings.base_url.startswith("https://"),
+    )
+
+
+def clear_web_session(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/dashboard")
+
+
+def get_experimenter(request: Request, session: SessionDep) -> User:
+    """The logged-in dashboard user (experimenter or admin).
+
+    Raises:
+        NotAuthenticated: no valid login (missing, forged or expired cookie, inactive account,
+            or the password changed since).
+    """
+    current = web_session(request)
+    if current.user_id is None:
+        raise NotAuthenticated("please log in")
+    user = session.get(User, current.user_id)
+    if (
+        user is None
+        or not user.active
+        or current.password_tag is None
+        or not hmac.compare_digest(current.password_tag, password_tag(user))
+    ):
+        raise NotAuthenticated("please log in again")
+    return user
+
+
+ExperimenterDep = Annotated[User, Depends(get_experimenter)]
+
+
+def get_admin(user: ExperimenterDep) -> User:
+    if user.role != "admin":
+        raise Forbidden("only admins may do this")
+    return user
+
+
+AdminDep = Annotated[User, Depends(get_admin)]
+
+
+async def verify_csrf(request: Request) -> None:
+    """Check the form field (or header) against the session's CSRF token (synchronizer token).
+
+    Raises:
+        Forbidden: missing or wrong token.
+    """
+    token: Any = request.headers.get(CSRF_HEADER)
+    if token is None:
+        form = await request.form()
+        token = form.get(CSRF_FIELD)
+    current = web_session(request)
+    if (
+        current.changed
+        or not isinstance(token, str)
+        or not hmac.compare_digest(token.encode(), current.csrf.encode())
+    ):
+        raise Forbidden("the form has expired or did not come from this site; reload the page")
+
+
+CsrfDep = Depends(verify_csrf)
+
+
+async def get_experimenter_posting(request: Request, user: ExperimenterDep) -> User:
+    """The logged-in user of a state-changing request, after the CSRF check (401 before 403)."""
+    await verify_csrf(request)
+    return user
+
+
+async def get_admin_posting(request: Request, user: AdminDep) -> User:
+    await verify_csrf(request)
+    return user
+
+
+ExperimenterPostDep = Annotated[User, Depends(get_experimenter_posting)]
+AdminPostDep = Annotated[User, Depends(get_admin_posting)]

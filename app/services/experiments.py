@@ -58,8 +58,16 @@ def create_experiment(
     stimulus_set: StimulusSet,
     design_source: str,
     title: str | None = None,
+    design_text: str | None = None,
+    owner_id: int | None = None,
 ) -> Experiment:
     """Create an experiment; the design is checked against the stimulus set first.
+
+    Args:
+        design_source: a preset name or a design file path; with `design_text`, only the
+            design's name (e.g. an uploaded file's stem).
+        design_text: the design TOML itself (dashboard uploads).
+        owner_id: the owning dashboard user (None: admins only, e.g. CLI-created).
 
     Raises:
         DesignInvalid: the design is broken or needs what the set lacks.
@@ -69,7 +77,10 @@ def create_experiment(
         raise InvalidInput(f"experiment name {slug!r} must match {SLUG_PATTERN.pattern}")
     if session.scalar(select(Experiment.id).where(Experiment.slug == slug)) is not None:
         raise Conflict(f"an experiment named {slug!r} exists already")
-    name, text = read_design_source(design_source)
+    if design_text is not None:
+        name, text = design_source, design_text
+    else:
+        name, text = read_design_source(design_source)
     design = designs.parse_design(text, name=name)
     designs.check_design_against(design, catalog_of(stimulus_set))
     experiment = Experiment(
@@ -78,6 +89,7 @@ def create_experiment(
         stimulus_set_id=stimulus_set.id,
         design_name=name,
         design_toml=text,
+        owner_id=owner_id,
     )
     session.add(experiment)
     session.flush()

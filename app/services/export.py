@@ -4,11 +4,14 @@ writes any row iterator as CSV with formula-injection neutralised. Nothing is bu
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.export_format import (
@@ -17,11 +20,14 @@ from app.export_format import (
     CODEBOOK,
     EXCLUSION_REASON_SEPARATOR,
     RESPONSE_COLUMNS,
+    ColumnSpec,
 )
 from app.models import (
     Experiment,
     ExperimentSession,
     Participant,
+    ParticipantEvent,
+    ParticipantRating,
     ScheduledTrial,
     StimulusUnit,
     TrialResponse,
@@ -143,9 +149,16 @@ def iter_response_rows(
 
 
 def write_csv(
-    fp: IO[str], rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = RESPONSE_COLUMNS
+    fp: IO[str],
+    rows: Iterable[dict[str, Any]],
+    columns: tuple[str, ...] = RESPONSE_COLUMNS,
+    codebook: Mapping[str, ColumnSpec] = CODEBOOK,
 ) -> int:
-    """Write rows as CSV (header first) to `fp`; text cells are neutralised. Returns the row count."""
+    """Write rows as CSV (header first) to `fp`; text cells are neutralised.
+
+    Returns:
+        The number of data rows written.
+    """
     count = 0
 
     def counted() -> Iterator[dict[str, Any]]:
@@ -154,15 +167,20 @@ def write_csv(
             count += 1
             yield row
 
-    for chunk in iter_csv_chunks(counted(), columns):
+    for chunk in iter_csv_chunks(counted(), columns, codebook):
         fp.write(chunk)
     return count
 
 
 def iter_csv_chunks(
-    rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = RESPONSE_COLUMNS
+    rows: Iterable[dict[str, Any]],
+    columns: tuple[str, ...] = RESPONSE_COLUMNS,
+    codebook: Mapping[str, ColumnSpec] = CODEBOOK,
 ) -> Iterator[str]:
-    """The CSV as text chunks of about 64 KiB, for streamed HTTP downloads."""
+    """The CSV as text chunks of about 64 KiB, for streamed HTTP downloads.
+
+    Text columns (type `str` in `codebook`, or not in it) are neutralised; numbers are not.
+    """
 
     class _Buffer:
         def __init__(self) -> None:
@@ -173,7 +191,7 @@ def iter_csv_chunks(
             return len(text)
 
     buffer = _Buffer()
-    text_columns = {c for c in columns if c not in CODEBOOK or CODEBOOK[c].type == "str"}
+    text_columns = {c for c in columns if c not in codebook or codebook[c].type == "str"}
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     size = 0
@@ -191,3 +209,227 @@ def iter_csv_chunks(
             size = 0
     if buffer.parts:
         yield "".join(buffer.parts)
+
+
+# --- participants, events, ratings, and everything as JSON ---------------------------------
+
+
+def pseudonymise(key: bytes, experiment_slug: str, platform_id: str) -> str:
+    """Keyed hash of a platform id: stable within an experiment, useless without the key."""
+    digest = hmac.new(key, f"{experiment_slug}\x00{platform_id}".encode(), hashlib.sha256)
+    return "h-" + digest.hexdigest()[:20]
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | str:
+    if start is None or end is None:
+        return ""
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return round((end - start).total_seconds(), 3)
+
+
+def iter_participant_rows(
+    session: Session,
+    experiment: Experiment,
+    *,
+    pseudonym_key: bytes,
+    include_test: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """One row per participant (`participants.csv`), in participant-number order.
+
+    Args:
+        pseudonym_key: key of the keyed hash used when the experiment's `platform_id_export`
+            is `pseudonymised` (the server's secret key).
+    """
+    answered = (
+        select(TrialResponse.participant_id, func.count().label("n"))
+        .group_by(TrialResponse.participant_id)
+        .subquery()
+    )
+    query = (
+        select(Participant, ExperimentSession.link_code, func.coalesce(answered.c.n, 0))
+        .join(ExperimentSession, Participant.experiment_session_id == ExperimentSession.id)
+        .outerjoin(answered, answered.c.participant_id == Participant.id)
+        .where(Participant.experiment_id == experiment.id)
+        .order_by(Participant.participant_number)
+        .execution_options(yield_per=STREAM_CHUNK)
+    )
+    if not include_test:
+        query = query.where(Participant.test_mode.is_(False))
+    mode = experiment.platform_id_export
+    for participant, link_code, n_answered in session.execute(query):
+        platform_id = participant.platform_id or ""
+        if platform_id and mode == "pseudonymised":
+            platform_id = pseudonymise(pseudonym_key, experiment.slug, platform_id)
+        yield {
+            "experiment": experiment.slug,
+            "session": link_code,
+            "participant": participant_label(participant.participant_number),
+            "participant_group": participant.arm or "",
+            "platform": participant.platform,
+            "platform_id": platform_id,
+            "platform_id_mode": mode,
+            "status": participant.status,
+            "test_mode": _bool(participant.test_mode),
+            "n_trials": participant.n_trials,
+            "n_answered": n_answered,
+            "enrolled_at": _iso(participant.created_at),
+            "consented_at": _iso(participant.consented_at),
+            "instruction_time_s": _seconds(
+                participant.instructions_shown_at, participant.instructions_done_at
+            ),
+            "completed_at": _iso(participant.completed_at),
+            "duration_s": _seconds(participant.consented_at, participant.completed_at),
+            "last_seen_at": _iso(participant.last_seen_at),
+            "excluded": _bool(participant.excluded),
+            "exclusion_reasons": EXCLUSION_REASON_SEPARATOR.join(
+                participant.exclusion_reasons or []
+            ),
+            "feedback_text": participant.feedback_text or "",
+            "feedback_at": _iso(participant.feedback_at),
+        }
+
+
+def iter_event_rows(
+    session: Session, experiment: Experiment, *, include_test: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One row per browser event (`events.csv`), in participant then arrival order."""
+    query = (
+        select(ParticipantEvent, Participant.participant_number)
+        .join(Participant, ParticipantEvent.participant_id == Participant.id)
+        .where(Participant.experiment_id == experiment.id)
+        .order_by(Participant.participant_number, ParticipantEvent.id)
+        .execution_options(yield_per=STREAM_CHUNK)
+    )
+    if not include_test:
+        query = query.where(Participant.test_mode.is_(False))
+    for event, number in session.execute(query):
+        yield {
+            "experiment": experiment.slug,
+            "participant": participant_label(number),
+            "kind": event.kind,
+            "trial_index": "" if event.trial_index is None else event.trial_index,
+            "client_ms": "" if event.client_ms is None else event.client_ms,
+            "received_at": _iso(event.received_at),
+            "data": json.dumps(event.data or {}, sort_keys=True, separators=(",", ":")),
+        }
+
+
+def iter_rating_rows(
+    session: Session, experiment: Experiment, *, include_test: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One row per intuitiveness rating (`ratings.csv`), in participant then rating order."""
+    query = (
+        select(
+            ParticipantRating,
+            Participant.participant_number,
+            Participant.arm,
+            StimulusUnit.layer,
+            StimulusUnit.channel,
+        )
+        .join(Participant, ParticipantRating.participant_id == Participant.id)
+        .outerjoin(
+            StimulusUnit,
+            (StimulusUnit.stimulus_set_id == experiment.stimulus_set_id)
+            & (StimulusUnit.unit_key == ParticipantRating.unit_key),
+        )
+        .where(Participant.experiment_id == experiment.id)
+        .order_by(Participant.participant_number, ParticipantRating.rating_index)
+        .execution_options(yield_per=STREAM_CHUNK)
+    )
+    if not include_test:
+        query = query.where(Participant.test_mode.is_(False))
+    for rating, number, arm, layer, channel in session.execute(query):
+        yield {
+            "experiment": experiment.slug,
+            "participant": participant_label(number),
+            "participant_group": arm or "",
+            "rating_index": rating.rating_index,
+            "position": rating.position,
+            "unit_key": rating.unit_key,
+            "layer": layer or "",
+            "channel": "" if channel is None else channel,
+            "value": rating.value,
+            "rt_ms": "" if rating.rt_ms is None else rating.rt_ms,
+            "received_at": _iso(rating.received_at),
+        }
+
+
+def _json_cell(spec: ColumnSpec | None, value: Any) -> Any:
+    if spec is None:
+        return value
+    if value == "" and spec.type != "str":
+        return None
+    if spec.type == "bool":
+        return value == BOOL_TRUE if isinstance(value, str) else bool(value)
+    if spec.type == "str" and value == "" and spec.nullable:
+        return None
+    return value
+
+
+def iter_json_chunks(
+    session: Session,
+    experiment: Experiment,
+    *,
+    pseudonym_key: bytes,
+    include_test: bool = False,
+) -> Iterator[str]:
+    """Everything about an experiment as one JSON document, streamed as text chunks.
+
+    Shape: `{"format", "experiment": {...}, "codebook": {table: [column specs]},
+    "participants": [...], "responses": [...], "events": [...], "ratings": [...]}`; each row
+    has the columns of the table's CSV, with booleans as true/false and empty cells as null.
+    """
+    from app.export_format import TABLE_CODEBOOKS
+
+    head = {
+        "format": "psychvis-export-v1",
+        "experiment": {
+            "slug": experiment.slug,
+            "title": experiment.title,
+            "design_name": experiment.design_name,
+            "stimulus_set": experiment.stimulus_set.slug,
+            "created_at": _iso(experiment.created_at),
+            "design_toml": experiment.design_toml,
+            "include_test": include_test,
+        },
+        "codebook": {
+            table: [
+                {
+                    "name": spec.name,
+                    "type": spec.type,
+                    "description": spec.description,
+                    "allowed": list(spec.allowed) if spec.allowed else None,
+                    "nullable": spec.nullable,
+                }
+                for spec in codebook.values()
+            ]
+            for table, codebook in TABLE_CODEBOOKS.items()
+        },
+    }
+    yield json.dumps(head, indent=None)[:-1]
+    tables: dict[str, Iterator[dict[str, Any]]] = {
+        "participants": iter_participant_rows(
+            session, experiment, pseudonym_key=pseudonym_key, include_test=include_test
+        ),
+        "responses": iter_response_rows(session, experiment, include_test=include_test),
+        "events": iter_event_rows(session, experiment, include_test=include_test),
+        "ratings": iter_rating_rows(session, experiment, include_test=include_test),
+    }
+    for table, rows in tables.items():
+        codebook = TABLE_CODEBOOKS[table]
+        parts = [f', "{table}": [']
+        size = 0
+        for i, row in enumerate(rows):
+            text = json.dumps({k: _json_cell(codebook.get(k), v) for k, v in row.items()})
+            parts.append(text if i == 0 else "," + text)
+            size += len(text)
+            if size >= 65536:
+                yield "".join(parts)
+                parts.clear()
+                size = 0
+        parts.append("]")
+        yield "".join(parts)
+    yield "}\n"

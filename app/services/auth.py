@@ -1,0 +1,245 @@
+"""Dashboard accounts: argon2 password hashes, users, login with throttling, experiment access.
+
+Access rule: an experimenter sees the experiments they own and those shared with them; an
+admin sees every experiment, including ownerless ones (created with the CLI or the demo).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.db import utc_now
+from app.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
+from app.models import Experiment, ExperimentShare, LoginAttempt, User
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["admin", "experimenter"]
+ROLES: tuple[Role, ...] = ("admin", "experimenter")
+MIN_PASSWORD_LENGTH = 10
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
+ATTEMPT_RETENTION = timedelta(days=1)
+"""Login attempts older than this are pruned (they only serve throttling)."""
+MAX_THROTTLE_S = 15 * 60
+
+_HASHER = PasswordHasher()
+# Verified when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _HASHER.hash("psychvis-no-such-user-placeholder")
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with argon2id (argon2-cffi defaults, RFC 9106 low-memory profile).
+
+    Raises:
+        InvalidInput: shorter than `MIN_PASSWORD_LENGTH` characters.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether `password` matches the stored hash (constant-time inside argon2)."""
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_user(session: Session, email: str, password: str, role: Role) -> User:
+    """Create an account.
+
+    Raises:
+        InvalidInput: bad email, role or too short a password.
+        Conflict: the email has an account already.
+    """
+    email = normalise_email(email)
+    if not EMAIL_PATTERN.match(email):
+        raise InvalidInput(f"{email!r} is not an email address")
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict(f"an account for {email} exists already")
+    user = User(email=email, password_hash=hash_password(password), role=role, active=True)
+    session.add(user)
+    session.flush()
+    logger.info("user created", extra={"user": user.id, "role": role})
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace the password (this also ends the user's existing dashboard logins)."""
+    user.password_hash = hash_password(password)
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.email)))
+
+
+def get_user(session: Session, user_id: int) -> User:
+    found = session.get(User, user_id)
+    if found is None:
+        raise NotFound("no such user")
+    return found
+
+
+def get_user_by_email(session: Session, email: str) -> User:
+    found = session.scalar(select(User).where(User.email == normalise_email(email)))
+    if found is None:
+        raise NotFound(f"no account for {normalise_email(email)}")
+    return found
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """`max_failures` failures within `window_s` (per email, and per address) slow logins down:
+    each further failure doubles the wait after the last one (2 s, 4 s, ... up to the window)."""
+
+    max_failures: int = 5
+    window_s: int = 15 * 60
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def throttle_wait_s(
+    session: Session, email: str, address: str, policy: ThrottlePolicy, now: datetime
+) -> int:
+    """Seconds the next login attempt for `email` from `address` must still wait (0: go)."""
+    since = now - timedelta(seconds=policy.window_s)
+    wait = 0.0
+    for column, value in ((LoginAttempt.email, email), (LoginAttempt.address, address)):
+        failures, last = session.execute(
+            select(func.count(), func.max(LoginAttempt.attempted_at)).where(
+                column == value,
+                LoginAttempt.succeeded.is_(False),
+                LoginAttempt.attempted_at >= since,
+            )
+        ).one()
+        if failures >= policy.max_failures and last is not None:
+            excess = failures - policy.max_failures + 1
+            delay = min(2.0**excess, policy.window_s, MAX_THROTTLE_S)
+            wait = max(wait, delay - (now - _aware(last)).total_seconds())
+    return max(0, int(wait + 0.999))
+
+
+def authenticate(
+    session: Session,
+    email: str,
+    password: str,
+    address: str,
+    *,
+    policy: ThrottlePolicy | None = None,
+    now: datetime | None = None,
+) -> User | None:
+    """Check a login; every attempt is stored (the caller commits, also on failure).
+
+    Args:
+        address: the client's network address (stored for throttling only, never logged).
+
+    Returns:
+        The active user, or None for a wrong email/password or an inactive account.
+
+    Raises:
+        TooManyAttempts: too many recent failures for this email or address; nothing is
+            checked or stored.
+    """
+    policy = policy or ThrottlePolicy()
+    now = now or utc_now()
+    email = normalise_email(email)[:254]
+    address = address[:64]
+    session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < now - ATTEMPT_RETENTION))
+    wait = throttle_wait_s(session, email, address, policy, now)
+    if wait > 0:
+        known = session.scalar(select(User.id).where(User.email == email))
+        logger.warning("login throttled", extra={"user": known, "retry_after_s": wait})
+        raise TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
+    user = session.scalar(select(User).where(User.email == email))
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    ok = ok and user is not None and user.active
+    session.add(LoginAttempt(email=email, address=address, succeeded=ok, attempted_at=now))
+    if not ok or user is None:
+        logger.warning("login failed", extra={"user": user.id if user else None})
+        session.flush()
+        return None
+    if _HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = _HASHER.hash(password)
+    user.last_login_at = now
+    session.flush()
+    logger.info("login", extra={"user": user.id})
+    return user
+
+
+# --- experiment access ----------------------------------------------------------------------------
+
+
+def visible_experiments_query(user: User) -> Select[tuple[Experiment]]:
+    """A SELECT of the experiments `user` may see (owner, shared, or any for admins)."""
+    query = select(Experiment)
+    if user.role != "admin":
+        shared = select(ExperimentShare.experiment_id).where(ExperimentShare.user_id == user.id)
+        query = query.where(or_(Experiment.owner_id == user.id, Experiment.id.in_(shared)))
+    return query
+
+
+def visible_experiments(session: Session, user: User) -> list[Experiment]:
+    return list(session.scalars(visible_experiments_query(user).order_by(Experiment.id.desc())))
+
+
+def experiment_for(session: Session, user: User, slug: str) -> Experiment:
+    """The experiment named `slug` if `user` may see it.
+
+    Raises:
+        NotFound: no such experiment, or not visible to the user (the same answer on purpose,
+            so names of others' experiments do not leak).
+    """
+    found = session.scalar(visible_experiments_query(user).where(Experiment.slug == slug[:80]))
+    if found is None:
+        raise NotFound(f"no experiment named {slug[:80]!r}")
+    return found
+
+
+def share_experiment(session: Session, experiment: Experiment, email: str) -> ExperimentShare:
+    """Share an experiment with another account (idempotent).
+
+    Raises:
+        NotFound: no account with that email.
+    """
+    user = get_user_by_email(session, email)
+    existing = session.scalar(
+        select(ExperimentShare).where(
+            ExperimentShare.experiment_id == experiment.id, ExperimentShare.user_id == user.id
+        )
+    )
+    if existing is not None:
+        return existing
+    share = ExperimentShare(experiment_id=experiment.id, user_id=user.id)
+    session.add(share)
+    session.flush()
+    logger.info("experiment shared", extra={"experiment": experiment.slug, "user": user.id})
+    return share
+
+
+def shared_with(session: Session, experiment: Experiment) -> list[User]:
+    return list(
+        session.scalars(
+            select(User)
+            .join(ExperimentShare, ExperimentShare.user_id == User.id)
+            .where(ExperimentShare.experiment_id == experiment.id)
+            .order_by(User.email)
+        )
+    )

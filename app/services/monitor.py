@@ -1,0 +1,186 @@
+"""Live monitoring of an experiment: participants by status and condition, activity, accuracy.
+
+Everything comes from a handful of aggregate queries (no query per participant). Test-mode
+participants are left out of every count and reported as one separate number.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from app.db import utc_now
+from app.models import Experiment, Participant, ScheduledTrial, TrialResponse
+from app.services.export import participant_label
+
+STATUS_BUCKETS = ("started", "in_progress", "completed", "returned", "excluded", "declined")
+"""`started`: enrolled or consented, not yet at the trials; `returned`: gave up or timed out
+(not seen for longer than the inactivity limit and not finished); `excluded`: failed the
+design's exclusion criteria (whatever the status)."""
+ACTIVE_LIST_LIMIT = 100
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = _aware(value)
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+
+def status_bucket_expr(cutoff: datetime) -> Any:
+    """SQL expression that puts a participant in one of `STATUS_BUCKETS`."""
+    unfinished = Participant.status.in_(("enrolled", "consented", "in_progress"))
+    return case(
+        (Participant.excluded.is_(True), "excluded"),
+        (Participant.status == "completed", "completed"),
+        (Participant.status == "declined", "declined"),
+        (Participant.status == "returned", "returned"),
+        (and_(unfinished, Participant.last_seen_at < cutoff), "returned"),
+        (Participant.status == "in_progress", "in_progress"),
+        else_="started",
+    )
+
+
+def live_summary(
+    session: Session,
+    experiment: Experiment,
+    *,
+    inactivity_timeout_s: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The monitoring numbers of an experiment (JSON-ready).
+
+    Args:
+        inactivity_timeout_s: a participant not seen for longer (the task page sends a heartbeat
+            every 15 s) and not finished counts as `returned`.
+
+    Returns:
+        `counts` per status bucket, `by_condition` (arm, or `all` for within-subject designs)
+        with counts per bucket, `active` participants with last-seen time and answers so far,
+        `median_duration_s` of completed participants (consent to completion),
+        `accuracy` per condition of main trials so far, `catch` failures, `test_mode` count.
+    """
+    now = now or utc_now()
+    cutoff = now - timedelta(seconds=inactivity_timeout_s)
+    bucket = status_bucket_expr(cutoff).label("bucket")
+    real = and_(Participant.experiment_id == experiment.id, Participant.test_mode.is_(False))
+
+    counts = dict.fromkeys(STATUS_BUCKETS, 0)
+    by_condition: dict[str, dict[str, int]] = {}
+    for arm, name, n in session.execute(
+        select(Participant.arm, bucket, func.count()).where(real).group_by(Participant.arm, bucket)
+    ):
+        counts[name] += n
+        row = by_condition.setdefault(arm or "all", dict.fromkeys(STATUS_BUCKETS, 0))
+        row[name] += n
+
+    answered = (
+        select(TrialResponse.participant_id, func.count().label("n"))
+        .group_by(TrialResponse.participant_id)
+        .subquery()
+    )
+    active_rows = session.execute(
+        select(
+            Participant.participant_number,
+            Participant.arm,
+            Participant.status,
+            Participant.last_seen_at,
+            Participant.n_trials,
+            func.coalesce(answered.c.n, 0),
+        )
+        .outerjoin(answered, answered.c.participant_id == Participant.id)
+        .where(
+            real,
+            Participant.status.in_(("enrolled", "consented", "in_progress")),
+            Participant.excluded.is_(False),
+            Participant.last_seen_at >= cutoff,
+        )
+        .order_by(Participant.last_seen_at.desc())
+        .limit(ACTIVE_LIST_LIMIT)
+    ).all()
+    active = [
+        {
+            "participant": participant_label(number),
+            "number": number,
+            "condition": arm or "",
+            "status": status,
+            "last_seen_at": _iso(seen),
+            "seen_s_ago": round((now - _aware(seen)).total_seconds()) if seen else None,  # type: ignore[operator]
+            "answered": n_answered,
+            "n_trials": n_trials,
+        }
+        for number, arm, status, seen, n_trials, n_answered in active_rows
+    ]
+
+    durations = [
+        (_aware(done) - _aware(start)).total_seconds()  # type: ignore[operator]
+        for start, done in session.execute(
+            select(Participant.consented_at, Participant.completed_at).where(
+                real,
+                Participant.status == "completed",
+                Participant.consented_at.is_not(None),
+                Participant.completed_at.is_not(None),
+            )
+        )
+    ]
+
+    correct_sum = func.sum(case((TrialResponse.correct.is_(True), 1), else_=0))
+    trials = (
+        select(ScheduledTrial.condition, func.count(), correct_sum)
+        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .join(Participant, Participant.id == TrialResponse.participant_id)
+        .where(real)
+    )
+    accuracy = [
+        {"condition": condition, "n_trials": n, "n_correct": int(k or 0), "accuracy": (k or 0) / n}
+        for condition, n, k in session.execute(
+            trials.where(ScheduledTrial.trial_kind == "main")
+            .group_by(ScheduledTrial.condition)
+            .order_by(ScheduledTrial.condition)
+        )
+    ]
+    catch_answered, catch_correct = session.execute(
+        select(func.count(), correct_sum)
+        .select_from(ScheduledTrial)
+        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .join(Participant, Participant.id == TrialResponse.participant_id)
+        .where(real, ScheduledTrial.trial_kind == "catch")
+    ).one()
+    failing = session.scalar(
+        select(func.count(func.distinct(TrialResponse.participant_id)))
+        .select_from(ScheduledTrial)
+        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .join(Participant, Participant.id == TrialResponse.participant_id)
+        .where(real, ScheduledTrial.trial_kind == "catch", TrialResponse.correct.is_(False))
+    )
+    test_mode = session.scalar(
+        select(func.count()).where(
+            Participant.experiment_id == experiment.id, Participant.test_mode.is_(True)
+        )
+    )
+    return {
+        "experiment": experiment.slug,
+        "generated_at": _iso(now),
+        "inactivity_timeout_s": inactivity_timeout_s,
+        "total": sum(counts.values()),
+        "counts": counts,
+        "by_condition": [{"condition": k, **v} for k, v in sorted(by_condition.items())],
+        "active": active,
+        "median_duration_s": round(statistics.median(durations), 1) if durations else None,
+        "n_completed_with_duration": len(durations),
+        "accuracy": accuracy,
+        "catch": {
+            "answered": int(catch_answered or 0),
+            "failed": int(catch_answered or 0) - int(catch_correct or 0),
+            "participants_failing": int(failing or 0),
+        },
+        "test_mode": int(test_mode or 0),
+    }
