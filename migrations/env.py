@@ -28,12 +28,13 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    from app.migrate import migration_connection
+
     url = context.config.get_main_option("sqlalchemy.url") or get_settings().database_url
     engine = make_engine(url, pool_size=1)
     try:
-        with engine.connect() as conn:
+        with migration_connection(engine) as conn:
             _run(conn)
-            conn.commit()
     finally:
         engine.dispose()
 

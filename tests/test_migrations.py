@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,82 @@ def test_upgrade_check_downgrade_upgrade(fresh_engine: Engine) -> None:
     assert "trial_response" not in inspect(fresh_engine).get_table_names()
     upgrade(fresh_engine)
     assert current_revision(fresh_engine) == head_revision()
+
+
+def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
+    """Later revisions run on a database that already holds an experiment and a participant
+    (SQLite batch migrations copy tables; foreign keys must survive)."""
+    from sqlalchemy import MetaData, insert, select
+
+    from app.migrate import alembic_config
+    from alembic.script import ScriptDirectory
+
+    first = ScriptDirectory.from_config(alembic_config()).get_base()
+    upgrade(fresh_engine, first)
+    meta = MetaData()
+    meta.reflect(fresh_engine)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            insert(meta.tables["stimulus_set"]).values(
+                id=1,
+                slug="s",
+                title="s",
+                schema_version=1,
+                source_format="v1",
+                manifest={},
+                image_count=0,
+                imported_at=now,
+            )
+        )
+        conn.execute(
+            insert(meta.tables["experiment"]).values(
+                id=1,
+                slug="e",
+                title="e",
+                stimulus_set_id=1,
+                design_name="demo",
+                design_toml="",
+                enrolled_count=1,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(meta.tables["experiment_session"]).values(
+                id=1,
+                experiment_id=1,
+                link_code="l",
+                label="",
+                platform="lab",
+                status="open",
+                outcomes={},
+                mturk_sandbox=False,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(meta.tables["participant"]).values(
+                id=1,
+                token="t",
+                experiment_id=1,
+                experiment_session_id=1,
+                participant_number=1,
+                platform="lab",
+                platform_data={},
+                seed="x",
+                status="enrolled",
+                test_mode=False,
+                n_trials=0,
+                blocks=[],
+                excluded=False,
+                exclusion_reasons=[],
+                created_at=now,
+            )
+        )
+    upgrade(fresh_engine)
+    meta = MetaData()
+    meta.reflect(fresh_engine)
+    with fresh_engine.connect() as conn:
+        assert conn.execute(select(meta.tables["participant"].c.token)).scalars().all() == ["t"]
+        assert conn.execute(select(meta.tables["experiment"].c.slug)).scalars().all() == ["e"]
+    downgrade(fresh_engine, "base")
