@@ -16,9 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.config import REPO_ROOT, Settings
-from app.models import StimulusSet
 from app.db import make_engine, normalize_url
 from app.migrate import upgrade
+from app.models import StimulusSet
 
 SHARED_STIMULI = REPO_ROOT.parent / "shared" / "stimuli"
 

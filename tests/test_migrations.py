@@ -57,10 +57,10 @@ def test_upgrade_check_downgrade_upgrade(fresh_engine: Engine) -> None:
 def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
     """Later revisions run on a database that already holds an experiment and a participant
     (SQLite batch migrations copy tables; foreign keys must survive)."""
+    from alembic.script import ScriptDirectory
     from sqlalchemy import MetaData, insert, select
 
     from app.migrate import alembic_config
-    from alembic.script import ScriptDirectory
 
     first = ScriptDirectory.from_config(alembic_config()).get_base()
     upgrade(fresh_engine, first)

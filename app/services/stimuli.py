@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import select
@@ -138,4 +138,4 @@ def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[
     rows = session.execute(
         select(StimulusImage.path, column).where(StimulusImage.stimulus_set_id == stimulus_set_id)
     )
-    return {path: sha for path, sha in rows}
+    return dict(rows.tuples().all())
