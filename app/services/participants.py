@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -167,12 +168,24 @@ def scheduled_rows(
     return rows
 
 
-def _arm_counts(session: Session, experiment_id: int) -> dict[str, int]:
+def _arm_counts(
+    session: Session, experiment_id: int, inactive_after_s: int | None
+) -> dict[str, int]:
+    """Participants per arm who still hold a place: completed, or active and recently seen.
+
+    Test-mode participants, those who declined or returned, and those silent for longer than
+    `inactive_after_s` (timed out) do not count.
+    """
+    holding = Participant.status == "completed"
+    active = Participant.status.in_(("enrolled", "consented", "in_progress"))
+    if inactive_after_s is not None:
+        cutoff = utc_now() - timedelta(seconds=inactive_after_s)
+        active = active & (Participant.last_seen_at >= cutoff)
     rows = session.execute(
         select(Participant.arm, func.count())
         .where(
             Participant.experiment_id == experiment_id,
-            Participant.status.in_(ACTIVE_STATUSES),
+            holding | active,
             Participant.test_mode.is_(False),
             Participant.arm.is_not(None),
         )
@@ -188,6 +201,7 @@ def enrol(
     *,
     user_agent: str | None = None,
     test_mode: bool = False,
+    inactive_after_s: int | None = None,
 ) -> tuple[Participant, bool]:
     """Enrol a participant, or return the one already enrolled with the same platform id.
 
@@ -236,7 +250,9 @@ def enrol(
     experiment.enrolled_count = number
     arm = None
     if design.arms:
-        arm = designs.choose_arm(design, _arm_counts(session, experiment.id), number)
+        arm = designs.choose_arm(
+            design, _arm_counts(session, experiment.id, inactive_after_s), number
+        )
         if arm is None:
             raise SessionUnavailable("this study is full")
     catalog = catalog_of(experiment.stimulus_set)

@@ -304,3 +304,34 @@ def test_imi_practice_repeats_until_all_correct_then_skips_spare_attempts(
     assert participant.excluded is True
     assert len(participant.exclusion_reasons) == 1
     assert participant.exclusion_reasons[0].startswith("instruction time")
+
+
+def test_timed_out_and_test_mode_participants_free_their_arm(
+    db_session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from app.db import utc_now
+
+    stimulus_set = _import(db_session, settings, tmp_path, "imi")
+    launched = make_launch(db_session, make_experiment(db_session, stimulus_set, design="imi"))
+    people = [
+        enrol_service(db_session, launched, {"PROLIFIC_PID": f"w{n}"}, inactive_after_s=1800)[0]
+        for n in range(4)
+    ]
+    arms = Counter(p.arm for p in people)
+    assert arms == {"natural": 2, "synthetic": 2}
+    gone = [p for p in people if p.arm == "natural"]
+    gone[0].last_seen_at = utc_now() - timedelta(hours=2)  # timed out
+    gone[1].status = "returned"
+    db_session.flush()
+    tester, _ = enrol_service(
+        db_session, launched, {"PROLIFIC_PID": "t"}, test_mode=True, inactive_after_s=1800
+    )
+    later = [
+        enrol_service(db_session, launched, {"PROLIFIC_PID": f"x{n}"}, inactive_after_s=1800)[0]
+        for n in range(2)
+    ]
+    # natural holds nobody now (the test-mode participant does not count either), synthetic 2.
+    assert tester.test_mode
+    assert [p.arm for p in later] == ["natural", "natural"]
