@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -146,6 +147,36 @@ class ServerTimingMiddleware:
         await self.app(scope, receive, timed_send)
 
 
+class AdmissionLimitMiddleware:
+    """Let at most `limit` requests that may use the database into the app at once.
+
+    Sync routes hold a pooled connection across several threadpool hops (dependencies, endpoint,
+    teardown). With more requests in flight than pooled connections, threads holding threadpool
+    tokens wait for connections held by requests that wait for tokens: a deadlock that only the
+    pool timeout breaks (found by bench/load at 60 participants per worker). Admitting no more
+    such requests than the pool has connections lets every admitted one get a connection at once;
+    the others wait here, in the event loop, holding nothing. Static files and images pass.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:
+            # Created lazily: a semaphore belongs to the event loop of the worker that uses it.
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)
+
+
+UNLIMITED_PREFIXES = ("/static/", "/img/", "/healthz")
+
+
 class CachedStaticFiles(StaticFiles):
     """Static files; versioned URLs (?v=hash from static_url) are cached for a year."""
 
@@ -243,4 +274,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
     )
     app.add_middleware(ServerTimingMiddleware)
+    # Outermost, so Server-Timing measures the app without this queue (make_engine's pool holds
+    # pool_size + max_overflow = 2 * db_pool_size connections).
+    app.add_middleware(AdmissionLimitMiddleware, limit=2 * settings.db_pool_size)
     return app

@@ -14,6 +14,7 @@ from app.errors import Conflict, InvalidInput
 from app.routes.deps import BodyDep, ParticipantDep, SessionDep, SettingsDep, TemplatesDep
 from app.schemas import (
     CompletionRead,
+    ErrorRead,
     EventBatch,
     EventsAck,
     NextRead,
@@ -31,7 +32,17 @@ SECONDS_PER_TRIAL = 6
 """A rough duration per trial (answer + feedback) for the time estimate on the landing page."""
 
 pages = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/api/p/{token}", tags=["participant"])
+# Every error of the JSON API is `{"code", "detail"}`; documenting them lets clients (and the
+# schema fuzzer) check error bodies too.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorRead, "description": "Unknown participant token"},
+    409: {"model": ErrorRead, "description": "Not the current trial, or answers missing"},
+    410: {"model": ErrorRead, "description": "Study paused or closed"},
+    413: {"model": ErrorRead, "description": "Body too large"},
+    415: {"model": ErrorRead, "description": "Unsupported content type"},
+    422: {"model": ErrorRead, "description": "Malformed or out-of-range input"},
+}
+api = APIRouter(prefix="/api/p/{token}", tags=["participant"], responses=API_ERRORS)
 
 PLATFORM_PARAMS = (
     "PROLIFIC_PID",
@@ -95,6 +106,7 @@ def start(
     request: Request,
     link_code: str,
     session: SessionDep,
+    settings: SettingsDep,
     PROLIFIC_PID: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
     STUDY_ID: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
     SESSION_ID: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
@@ -120,7 +132,11 @@ def start(
     }
     try:
         participant, _ = participant_service.enrol(
-            session, launched, params, user_agent=request.headers.get("user-agent")
+            session,
+            launched,
+            params,
+            user_agent=request.headers.get("user-agent"),
+            inactive_after_s=settings.inactivity_timeout_s,
         )
         session.commit()
     except Conflict:
@@ -271,7 +287,6 @@ def get_next(participant: ParticipantDep, session: SessionDep, settings: Setting
     "/responses",
     response_model=ResponseAck,
     openapi_extra=_json_body_schema(ResponseSubmit),
-    responses={409: {"description": "Not the current trial"}, 410: {"description": "Closed"}},
 )
 def post_response(
     participant: ParticipantDep,
@@ -288,8 +303,11 @@ def post_response(
     trial = recorded.trial
     # Idempotent: a retried last answer of a block gets its block feedback again.
     block_end = trial_service.finish_block(session, participant, trial)
+    # The count is known unless a block ended (practice attempts may have been skipped): saves
+    # one query per answer.
+    n_answered = recorded.n_done if block_end is None else None
     next_step = trial_service.next_step(
-        session, participant, n_answered=None, ahead=settings.preload_ahead
+        session, participant, n_answered=n_answered, ahead=settings.preload_ahead
     )
     session.commit()
     return {
@@ -311,9 +329,7 @@ def post_events(participant: ParticipantDep, session: SessionDep, body: BodyDep)
     return {"stored": stored}
 
 
-@api.post(
-    "/complete", response_model=CompletionRead, responses={409: {"description": "Answers missing"}}
-)
+@api.post("/complete", response_model=CompletionRead)
 def post_complete(participant: ParticipantDep, session: SessionDep) -> Any:
     """Finish: only when every answer is stored; returns the completion code and where to go."""
     info = participant_service.complete(session, participant)

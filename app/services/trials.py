@@ -18,7 +18,7 @@ from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialRespo
 from app.schedule import BlockSpec, Schedule
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
-from app.services.participants import done_count, scheduled_rows, set_lookup
+from app.services.participants import done_count, scheduled_values, set_lookup
 from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of
 
@@ -34,6 +34,8 @@ class Recorded:
     response: TrialResponse
     trial: ScheduledTrial
     duplicate: bool
+    n_done: int | None = None
+    """Trials answered or skipped once this answer is stored (None: count again)."""
 
 
 def _url(name: str) -> str:
@@ -87,7 +89,10 @@ def _fill_repeated_if_needed(
         arm=participant.arm,
     )
     filled = designs.fill_repeated(schedule, answers)
-    new_rows = {r.trial_index: r for r in scheduled_rows(participant.id, filled, units, hashes)}
+    new_rows = {
+        values["trial_index"]: values
+        for values in scheduled_values(participant.id, filled, units, hashes)
+    }
     for row in session.scalars(
         select(ScheduledTrial).where(
             ScheduledTrial.participant_id == participant.id,
@@ -109,7 +114,7 @@ def _fill_repeated_if_needed(
             "n_references",
             "grid_mode",
         ):
-            setattr(row, attr, getattr(new, attr))
+            setattr(row, attr, new[attr])
     session.flush()
 
 
@@ -265,7 +270,8 @@ def record_response(
             return earlier
         raise OutOfOrder(f"trial {submit.trial_index} was answered already") from None
     participant.last_seen_at = now
-    return Recorded(response, trial, duplicate=False)
+    # Only this answer changed the count: a rival insert for this trial fails on the unique key.
+    return Recorded(response, trial, duplicate=False, n_done=n_answered + 1)
 
 
 def finish_block(

@@ -1,0 +1,450 @@
+"""Simulated participants (asyncio + httpx) that follow the real participant API.
+
+Each virtual participant, in a closed loop until `--duration` is over: landing page → enrol
+(unique PROLIFIC_PID) → consent → instructions → GET /next → one POST /responses per trial
+(client-generated `response_uuid`, retried with the SAME uuid on network errors and 5xx, with
+backoff, as the browser does) → POST /complete, then starts again as a new participant.
+It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
+`Server-Timing: app;dur` for the answer path, and with `--verify-dsn` checks in Postgres that
+every acknowledged answer is stored exactly once and no other row exists for its participants.
+
+Run against a running server, e.g.:
+    .venv/bin/python -m bench.load.loadgen --url http://127.0.0.1:8000 --link bench-lossless \
+        --participants 200 --think-ms 0 --duration 30 \
+        --verify-dsn postgresql://postgres@127.0.0.1/psychvis_bench --out bench/out/load.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import ssl
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+logger = logging.getLogger(__name__)
+
+cli = typer.Typer(add_completion=False)
+
+RETRY_DEADLINE_S = 90.0
+"""How long a request keeps being retried (covers an app or Postgres restart)."""
+
+
+@dataclass
+class Stats:
+    """Everything measured during one run (latencies in ms, per endpoint name)."""
+
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    app_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    ok: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    retries: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    error_samples: list[str] = field(default_factory=list)
+    acked: list[tuple[str, int, str]] = field(default_factory=list)
+    duplicate_acks: int = 0
+    sessions_completed: int = 0
+    tokens: set[str] = field(default_factory=set)
+    measuring: bool = False
+    """Latencies are only recorded after the warm-up."""
+
+    def record(self, name: str, ms: float, response: httpx.Response) -> None:
+        self.ok[name] += 1
+        if not self.measuring:
+            return
+        self.latency_ms[name].append(ms)
+        timing = response.headers.get("server-timing", "")
+        if timing.startswith("app;dur="):
+            try:
+                self.app_ms[name].append(float(timing.removeprefix("app;dur=")))
+            except ValueError:
+                pass
+
+    def error(self, name: str, message: str) -> None:
+        self.errors[name] += 1
+        if len(self.error_samples) < 20:
+            self.error_samples.append(f"{name}: {message}")
+
+
+class GiveUp(Exception):
+    """A request failed for good (a 4xx, or retries past the deadline)."""
+
+
+def answer_body(trial_index: int, rng: random.Random) -> dict[str, Any]:
+    """A plausible answer as the browser sends it (a fresh response_uuid)."""
+    onset = rng.uniform(1000.0, 600000.0)
+    rt = rng.uniform(300.0, 3000.0)
+    return {
+        "response_uuid": str(uuid.uuid4()),
+        "trial_index": trial_index,
+        "response": rng.choice(("upper", "lower")),
+        "confidence": rng.randint(1, 3),
+        "rt_ms": round(rt, 1),
+        "onset_ms": round(onset, 1),
+        "answer_ms": round(onset + rt, 1),
+        "frame_interval_mean_ms": 16.7,
+        "frame_interval_max_ms": 18.0,
+        "viewport_w_px": 1280,
+        "viewport_h_px": 800,
+        "device_pixel_ratio": 2.0,
+        "focus_lost": False,
+        "fullscreen_exited": False,
+        "input": "mouse",
+    }
+
+
+async def call(
+    client: httpx.AsyncClient,
+    stats: Stats,
+    name: str,
+    method: str,
+    url: str,
+    *,
+    ok_status: tuple[int, ...] = (200,),
+    **kwargs: Any,
+) -> httpx.Response:
+    """One request, retried unchanged on network errors and 5xx with capped exponential backoff."""
+    deadline = time.monotonic() + RETRY_DEADLINE_S
+    delay = 0.05
+    while True:
+        start = time.perf_counter()
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            ms = (time.perf_counter() - start) * 1000
+            if response.status_code in ok_status:
+                stats.record(name, ms, response)
+                return response
+            if response.status_code < 500:
+                stats.error(name, f"{response.status_code} {response.text[:200]}")
+                raise GiveUp(name)
+            problem = f"{response.status_code} {response.text[:120]}"
+        if time.monotonic() > deadline:
+            stats.error(name, f"gave up: {problem}")
+            raise GiveUp(name)
+        stats.retries[name] += 1
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 2.0)
+
+
+async def think(rng: random.Random, think_ms: float) -> None:
+    """Exponentially distributed think time around `think_ms` (0: none)."""
+    if think_ms > 0:
+        await asyncio.sleep(min(rng.expovariate(1.0 / think_ms), 5 * think_ms) / 1000)
+
+
+async def participant_loop(
+    url: str,
+    stats: Stats,
+    *,
+    ssl_context: ssl.SSLContext,
+    worker: int,
+    run_id: str,
+    link: str,
+    think_ms: float,
+    max_trials: int | None,
+    start_at: float,
+    stop_at: float,
+    one_session: bool,
+) -> None:
+    """Run sessions back to back as new participants until `stop_at` (monotonic seconds).
+
+    Each participant has its own client and keep-alive connection, like a browser (one shared
+    httpx pool with hundreds of connections costs the generator more CPU than the server).
+    """
+    rng = random.Random(f"{run_id}-{worker}")
+    n = 0
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+    timeout = httpx.Timeout(30.0, connect=10.0)
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, timeout=timeout, verify=ssl_context
+    ) as client:
+        while time.monotonic() < stop_at:
+            n += 1
+            pid = f"{run_id}-{worker}-{n}"
+            try:
+                await run_session(client, stats, rng, pid, link, think_ms, max_trials, stop_at)
+            except GiveUp:
+                await asyncio.sleep(0.5)
+            if one_session:
+                return
+
+
+async def run_session(
+    client: httpx.AsyncClient,
+    stats: Stats,
+    rng: random.Random,
+    pid: str,
+    link: str,
+    think_ms: float,
+    max_trials: int | None,
+    stop_at: float,
+) -> None:
+    """One participant from the landing page to completion (or until the run stops)."""
+    await call(client, stats, "landing", "GET", f"/s/{link}", params={"PROLIFIC_PID": pid})
+    started = await call(
+        client,
+        stats,
+        "enrol",
+        "POST",
+        f"/s/{link}/start",
+        data={"PROLIFIC_PID": pid, "STUDY_ID": "bench", "SESSION_ID": pid},
+        ok_status=(303,),
+    )
+    token = started.headers["location"].removeprefix("/p/")
+    stats.tokens.add(token)
+    await call(
+        client,
+        stats,
+        "consent",
+        "POST",
+        f"/p/{token}/consent",
+        data={"decision": "agree"},
+        ok_status=(303,),
+    )
+    await call(client, stats, "instructions", "POST", f"/p/{token}/instructions", ok_status=(303,))
+    step = (await call(client, stats, "next", "GET", f"/api/p/{token}/next")).json()
+    answered = 0
+    while step["step"] == "trial":
+        if time.monotonic() >= stop_at or (max_trials is not None and answered >= max_trials):
+            return
+        await think(rng, think_ms)
+        trial_index = step["trial"]["trial_index"]
+        body = answer_body(trial_index, rng)
+        ack = (
+            await call(client, stats, "answer", "POST", f"/api/p/{token}/responses", json=body)
+        ).json()
+        if ack["trial_index"] != trial_index:
+            stats.error("answer", f"ack for trial {ack['trial_index']} != {trial_index}")
+            raise GiveUp("answer")
+        stats.acked.append((token, trial_index, body["response_uuid"]))
+        if ack["duplicate"]:
+            stats.duplicate_acks += 1
+        answered += 1
+        step = ack["next"]
+    await call(client, stats, "complete", "POST", f"/api/p/{token}/complete")
+    stats.sessions_completed += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
+    """Per endpoint: count, throughput, p50/p95/p99 latency, server time; errors and retries."""
+    endpoints: dict[str, Any] = {}
+    for name in ("landing", "enrol", "consent", "instructions", "next", "answer", "complete"):
+        lat = stats.latency_ms.get(name, [])
+        app = stats.app_ms.get(name, [])
+        endpoints[name] = {
+            "count": len(lat),
+            "per_s": round(len(lat) / measured_s, 1) if measured_s > 0 else 0.0,
+            "p50_ms": round(percentile(lat, 50), 2) if lat else None,
+            "p95_ms": round(percentile(lat, 95), 2) if lat else None,
+            "p99_ms": round(percentile(lat, 99), 2) if lat else None,
+            "max_ms": round(max(lat), 2) if lat else None,
+            "app_p50_ms": round(percentile(app, 50), 2) if app else None,
+            "app_p99_ms": round(percentile(app, 99), 2) if app else None,
+            "errors": stats.errors.get(name, 0),
+            "retries": stats.retries.get(name, 0),
+        }
+    return {
+        "measured_s": round(measured_s, 2),
+        "endpoints": endpoints,
+        "acked_answers": len(stats.acked),
+        "duplicate_acks": stats.duplicate_acks,
+        "sessions_completed": stats.sessions_completed,
+        "participants": len(stats.tokens),
+        "errors": sum(stats.errors.values()),
+        "retries": sum(stats.retries.values()),
+        "error_samples": stats.error_samples,
+    }
+
+
+def verify(dsn: str, stats: Stats) -> dict[str, Any]:
+    """Check in Postgres: each acked (token, trial_index, uuid) stored exactly once, no extras.
+
+    `unacked_rows` are rows of this run's participants that no acknowledgement covers: answers
+    the server stored while the client stopped waiting (none unless a client gave up).
+    """
+    import psycopg
+
+    tokens = sorted(stats.tokens)
+    with psycopg.connect(dsn.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute(
+            "SELECT p.token, r.trial_index, r.response_uuid FROM trial_response r "
+            "JOIN participant p ON p.id = r.participant_id WHERE p.token = ANY(%s)",
+            (tokens,),
+        ).fetchall()
+    stored: dict[tuple[str, int, str], int] = defaultdict(int)
+    by_trial: dict[tuple[str, int], int] = defaultdict(int)
+    for token, trial_index, response_uuid in rows:
+        stored[(token, trial_index, str(response_uuid))] += 1
+        by_trial[(token, trial_index)] += 1
+    acked = set(stats.acked)
+    lost = [a for a in acked if stored.get(a, 0) == 0]
+    duplicated = [k for k, n in by_trial.items() if n > 1]
+    unacked = [k for k in stored if k not in acked]
+    return {
+        "acked": len(acked),
+        "acked_unique_checked": len(acked) == len(stats.acked),
+        "rows": len(rows),
+        "lost": len(lost),
+        "duplicated": len(duplicated),
+        "unacked_rows": len(unacked),
+        "ok": not lost and not duplicated and len(acked) == len(stats.acked),
+    }
+
+
+def render_table(summary: dict[str, Any]) -> str:
+    """The per-endpoint table printed at the end of a run."""
+    lines = [
+        f"{'endpoint':<13}{'count':>8}{'req/s':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
+        f"{'app p50':>9}{'app p99':>9}{'err':>6}{'retry':>7}"
+    ]
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    for name, e in summary["endpoints"].items():
+        lines.append(
+            f"{name:<13}{e['count']:>8}{e['per_s']:>9.1f}{fmt(e['p50_ms']):>9}{fmt(e['p95_ms']):>9}"
+            f"{fmt(e['p99_ms']):>9}{fmt(e['max_ms']):>9}{fmt(e['app_p50_ms']):>9}"
+            f"{fmt(e['app_p99_ms']):>9}{e['errors']:>6}{e['retries']:>7}"
+        )
+    lines.append(
+        f"answers acked {summary['acked_answers']} ({summary['endpoints']['answer']['per_s']}/s "
+        f"measured), sessions completed {summary['sessions_completed']}, "
+        f"errors {summary['errors']}, retries {summary['retries']}"
+    )
+    if "verify" in summary:
+        v = summary["verify"]
+        lines.append(
+            f"verify: acked {v['acked']}, rows {v['rows']}, lost {v['lost']}, "
+            f"duplicated {v['duplicated']}, unacked rows {v['unacked_rows']} -> "
+            f"{'OK' if v['ok'] else 'FAILED'}"
+        )
+    return "\n".join(lines)
+
+
+async def run_load(
+    url: str,
+    link: str,
+    participants: int,
+    think_ms: float,
+    trials: int | None,
+    duration_s: float,
+    warmup_s: float,
+    ramp_s: float,
+    one_session: bool,
+) -> tuple[Stats, float]:
+    """Run the participants; returns the stats and the measured (post warm-up) seconds."""
+    stats = Stats()
+    run_id = f"lg{uuid.uuid4().hex[:8]}"
+    # One TLS context for all clients: building one per client costs ~20 ms of CPU each.
+    ssl_context = ssl.create_default_context()
+    start = time.monotonic()
+    stop_at = start + warmup_s + duration_s
+    tasks = []
+    for i in range(participants):
+        tasks.append(
+            asyncio.create_task(
+                participant_loop(
+                    url,
+                    stats,
+                    ssl_context=ssl_context,
+                    worker=i,
+                    run_id=run_id,
+                    link=link,
+                    think_ms=think_ms,
+                    max_trials=trials,
+                    start_at=start + ramp_s * i / participants,
+                    stop_at=stop_at,
+                    one_session=one_session,
+                )
+            )
+        )
+    await asyncio.sleep(max(0.0, start + warmup_s - time.monotonic()))
+    stats.measuring = True
+    measure_start = time.monotonic()
+    await asyncio.gather(*tasks)
+    measured = min(time.monotonic(), stop_at) - measure_start
+    return stats, measured
+
+
+@cli.command()
+def main(
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8000",
+    link: Annotated[str, typer.Option(help="Study link code (/s/<link>).")] = "bench-lossless",
+    participants: Annotated[int, typer.Option(min=1, help="Concurrent participants N.")] = 50,
+    think_ms: Annotated[float, typer.Option(help="Mean think time per trial (0: none).")] = 0.0,
+    trials: Annotated[
+        int | None, typer.Option(help="Answer at most this many trials per session.")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Measured seconds.")] = 30.0,
+    warmup: Annotated[float, typer.Option(help="Seconds before measuring starts.")] = 3.0,
+    ramp: Annotated[float, typer.Option(help="Seconds over which participants start.")] = 0.0,
+    one_session: Annotated[
+        bool, typer.Option(help="Each participant runs one session, then stops.")
+    ] = False,
+    verify_dsn: Annotated[
+        str | None, typer.Option(help="Postgres DSN to verify stored answers against.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON results here.")] = None,
+) -> None:
+    """Run simulated participants and report throughput, latency, errors and stored answers."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    stats, measured = asyncio.run(
+        run_load(url, link, participants, think_ms, trials, duration, warmup, ramp, one_session)
+    )
+    summary = summarise(stats, measured)
+    summary["config"] = {
+        "url": url,
+        "link": link,
+        "participants": participants,
+        "think_ms": think_ms,
+        "trials": trials,
+        "duration_s": duration,
+        "warmup_s": warmup,
+    }
+    if verify_dsn:
+        summary["verify"] = verify(verify_dsn, stats)
+    typer.echo(render_table(summary))
+    app_answer = stats.app_ms.get("answer", [])
+    if app_answer:
+        typer.echo(
+            f"answer server time (Server-Timing app;dur): median {statistics.median(app_answer):.2f} ms, "
+            f"p99 {percentile(app_answer, 99):.2f} ms"
+        )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    if summary["errors"] or (verify_dsn and not summary["verify"]["ok"]):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,166 @@
+"""Run the load generator against fresh servers for several configurations, repeated.
+
+For each (workers, participants, think time) and each repetition: start `psychvis serve
+--workers W` on a free port, wait for /healthz, run `bench.load.loadgen` in its own process
+(verifying in Postgres), stop the server. Writes every run's JSON and a summary with medians.
+
+Run (after `bench.load.setup_bench`):
+    .venv/bin/python -m bench.load.matrix --database-url postgresql://postgres@127.0.0.1/psychvis_bench \
+        --stimuli-dir /tmp/psychvis-bench/stimuli --config 1:200:0 --config 2:200:0 --repeats 3 \
+        --duration 20 --out bench/out/load
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+cli = typer.Typer(add_completion=False)
+PSYCHVIS = str(Path(sys.executable).parent / "psychvis")
+"""The console script of this environment."""
+
+
+def server_env(database_url: str, stimuli_dir: Path) -> dict[str, str]:
+    """Environment of a benchmark server (production-like: INFO logs off, no reload)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PSYCHVIS_STIMULI_DIR": str(stimuli_dir),
+        "PSYCHVIS_ENV": "test",
+        "PSYCHVIS_SECRET_KEY": "bench-" + "x" * 40,
+        "PSYCHVIS_LOG_LEVEL": "WARNING",
+    }
+
+
+def start_server(
+    database_url: str, stimuli_dir: Path, port: int, workers: int
+) -> subprocess.Popen[bytes]:
+    """Start `psychvis serve` in its own process group and wait until /healthz answers."""
+    proc = subprocess.Popen(
+        [PSYCHVIS, "serve", "--port", str(port), "--workers", str(workers)],
+        env=server_env(database_url, stimuli_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                time.sleep(1.0)  # let every worker finish starting
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_server(proc)
+    raise RuntimeError("server did not start")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group and wait (SIGKILL after 20 s)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def loadavg() -> float:
+    """The 1-minute load average (the machine is shared)."""
+    return os.getloadavg()[0]
+
+
+@cli.command()
+def main(
+    database_url: Annotated[str, typer.Option()],
+    stimuli_dir: Annotated[Path, typer.Option()],
+    config: Annotated[list[str], typer.Option(help="workers:participants:think_ms (repeatable).")],
+    repeats: Annotated[int, typer.Option(min=1)] = 3,
+    duration: Annotated[float, typer.Option()] = 20.0,
+    warmup: Annotated[float, typer.Option()] = 3.0,
+    ramp: Annotated[float, typer.Option()] = 0.0,
+    link: Annotated[str, typer.Option()] = "bench-lossless",
+    port: Annotated[int, typer.Option()] = 8123,
+    out: Annotated[Path, typer.Option()] = Path("bench/out/load"),
+) -> None:
+    """Run every configuration REPEATS times (interleaved) and summarise the medians."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in config}
+    for rep in range(repeats):
+        for cfg in config:
+            workers, participants, think = cfg.split(":")
+            proc = start_server(database_url, stimuli_dir, port, int(workers))
+            path = out / f"w{workers}_n{participants}_t{think}_r{rep}.json"
+            load_before = loadavg()
+            try:
+                result = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.load.loadgen",
+                        "--url",
+                        f"http://127.0.0.1:{port}",
+                        "--link",
+                        link,
+                        "--participants",
+                        participants,
+                        "--think-ms",
+                        think,
+                        "--duration",
+                        str(duration),
+                        "--warmup",
+                        str(warmup),
+                        "--ramp",
+                        str(ramp),
+                        "--verify-dsn",
+                        database_url,
+                        "--out",
+                        str(path),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            finally:
+                stop_server(proc)
+            typer.echo(f"== {cfg} rep {rep} (load {load_before:.1f})\n{result.stdout}")
+            data = json.loads(path.read_text())
+            data["loadavg_1m_before"] = load_before
+            path.write_text(json.dumps(data, indent=1))
+            runs[cfg].append(data)
+    summary = {}
+    for cfg, results in runs.items():
+        answer = [r["endpoints"]["answer"] for r in results]
+        summary[cfg] = {
+            "answers_per_s": statistics.median(a["per_s"] for a in answer),
+            "answers_per_s_runs": [a["per_s"] for a in answer],
+            "p50_ms": statistics.median(a["p50_ms"] for a in answer),
+            "p95_ms": statistics.median(a["p95_ms"] for a in answer),
+            "p99_ms": statistics.median(a["p99_ms"] for a in answer),
+            "app_p50_ms": statistics.median(a["app_p50_ms"] for a in answer),
+            "app_p99_ms": statistics.median(a["app_p99_ms"] for a in answer),
+            "errors": sum(r["errors"] for r in results),
+            "lost": sum(r["verify"]["lost"] for r in results),
+            "duplicated": sum(r["verify"]["duplicated"] for r in results),
+            "acked": sum(r["verify"]["acked"] for r in results),
+            "loadavg_1m_before": [r["loadavg_1m_before"] for r in results],
+        }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    typer.echo(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    cli()

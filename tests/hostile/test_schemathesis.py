@@ -1,0 +1,103 @@
+"""Fuzz the participant JSON API from its own OpenAPI schema (schemathesis, every check).
+
+Short CI version: a few hundred generated requests in-process against `create_app(settings)`,
+valid and invalid ones, half of them with the token of a seeded participant who is in the
+middle of the task so the token paths get past the lookup. The long version is bench/fuzz.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import StimulusSet, TrialResponse
+from tests.factories import make_experiment, make_launch
+
+EXAMPLES_PER_OPERATION = int(os.environ.get("PSYCHVIS_FUZZ_EXAMPLES", "40"))
+
+
+def seeded_token(client: TestClient, db_session: Session, demo_set: StimulusSet) -> str:
+    """A participant who consented and read the instructions (answers are accepted)."""
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    started = client.post(
+        f"/s/{launched.link_code}/start", data={"PROLIFIC_PID": "fuzz"}, follow_redirects=False
+    )
+    token = started.headers["location"].removeprefix("/p/")
+    client.post(f"/p/{token}/consent", data={"decision": "agree"})
+    client.post(f"/p/{token}/instructions")
+    return token
+
+
+def load_schema(client: TestClient) -> schemathesis.BaseSchema:
+    """The app's own schema, with checks configured for this API's documented behaviour.
+
+    `positive_data_acceptance` is left out: a schema-valid body is still refused when it is not
+    the participant's current trial (409) or the token is unknown (404), by design.
+    """
+    return schemathesis.openapi.from_asgi("/api/openapi.json", client.app)
+
+
+def run_operation(
+    client: TestClient, operation: schemathesis.APIOperation, token: str, mode: GenerationMode
+) -> None:
+    """Generate cases for one operation and check every response against the schema."""
+    from schemathesis.checks import CHECKS
+
+    excluded = [CHECKS.get_by_names(["positive_data_acceptance"])[0]]
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode), real_token=st.booleans())
+    def check(case: schemathesis.Case, real_token: bool) -> None:
+        if real_token:
+            case.path_parameters = {**(case.path_parameters or {}), "token": token}
+        response = case.call()
+        assert response.status_code < 500, (response.status_code, response.text[:300])
+        case.validate_response(response, excluded_checks=excluded)
+
+    check()
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_participant_api_survives_schema_fuzzing(
+    client: TestClient, db_session: Session, demo_set: StimulusSet, mode: GenerationMode
+) -> None:
+    token = seeded_token(client, db_session, demo_set)
+    schema = load_schema(client)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {
+        "/api/p/{token}/next",
+        "/api/p/{token}/responses",
+        "/api/p/{token}/events",
+        "/api/p/{token}/complete",
+    }
+    fuzzed = []
+    for operation in operations:
+        try:
+            run_operation(client, operation, token, mode)
+        except Unsatisfiable:
+            # Negative mode cannot make a free-form string token (or a free-form event) invalid.
+            assert mode is GenerationMode.NEGATIVE, operation.path
+            continue
+        fuzzed.append(operation.path)
+    assert "/api/p/{token}/responses" in fuzzed
+    # Whatever the fuzzer sent, the participant has at most one answer per trial.
+    per_trial = db_session.execute(
+        select(TrialResponse.trial_index, func.count()).group_by(TrialResponse.trial_index)
+    ).all()
+    assert all(count == 1 for _, count in per_trial)
