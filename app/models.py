@@ -31,7 +31,8 @@ class StimulusSet(Base):
     schema_version: Mapped[int]
     source_format: Mapped[str] = mapped_column(String(16))
     """`v1` (psychvis manifest) or `imi` (IMI/causal task folder)."""
-    manifest: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONType, deferred=True)
+    """The whole manifest (large: loaded only when asked for; units live in stimulus_unit)."""
     image_count: Mapped[int]
     imported_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
 
