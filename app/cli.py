@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from sqlalchemy import func, select
@@ -57,7 +57,7 @@ class _Db:
     def __enter__(self) -> Session:
         return self.session
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
         self.session.close()
         self.engine.dispose()
         if isinstance(exc, AppError):

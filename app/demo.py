@@ -43,7 +43,8 @@ def _grating(
     lum = 0.5 + 0.5 * contrast * wave * (0.4 + 0.6 * blob)
     colour = np.asarray(rgb, dtype=np.float32)[None, None, :]
     img = lum[..., None] * colour + (1 - colour) * 0.35
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    out: np.ndarray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return out
 
 
 class _Unit:

@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -189,7 +191,7 @@ class CachedStaticFiles(StaticFiles):
 def _error_response(request: Request, status: int, code: str, detail: str) -> Response:
     if _wants_json(request):
         return JSONResponse({"code": code, "detail": detail}, status_code=status)
-    templates = request.app.state.templates
+    templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(
         request,
         "error.html",
@@ -249,6 +251,15 @@ def create_app(settings: Settings) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error_response(request, exc.status_code, code, str(exc.detail))
 
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        # Input the database refuses as a value (e.g. a NUL byte in Postgres text): the
+        # client's fault, rolled back with the session; not an internal error.
+        logger.warning("unstorable input", extra={"path": request.url.path})
+        return _error_response(
+            request, 422, "invalid_input", "the request holds a value that cannot be stored"
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error", extra={"path": request.url.path})
@@ -265,7 +276,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def index(request: Request) -> Response:
-        return app.state.templates.TemplateResponse(request, "index.html", {})
+        templates: Jinja2Templates = app.state.templates
+        return templates.TemplateResponse(request, "index.html", {})
 
     app.mount("/static", CachedStaticFiles(directory=str(settings.static_dir)), name="static")
     app.add_middleware(

@@ -212,7 +212,8 @@ def _rating_page(
         natural=[f"/img/{h}" for h in images["natural"]],
         n_ratings=sum(1 for r in participant.rating_specs if r["position"] == rating["position"]),
     )
-    return templates.TemplateResponse(request, "participant/rating.html", context)
+    response: Response = templates.TemplateResponse(request, "participant/rating.html", context)
+    return response
 
 
 @pages.post("/p/{token}/rating")

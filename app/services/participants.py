@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -178,8 +178,8 @@ def _arm_counts(
     Test-mode participants, those who declined or returned, and those silent for longer than
     `inactive_after_s` (timed out) do not count.
     """
-    holding = Participant.status == "completed"
-    active = Participant.status.in_(("enrolled", "consented", "in_progress"))
+    holding: ColumnElement[bool] = Participant.status == "completed"
+    active: ColumnElement[bool] = Participant.status.in_(("enrolled", "consented", "in_progress"))
     if inactive_after_s is not None:
         cutoff = utc_now() - timedelta(seconds=inactive_after_s)
         active = active & (Participant.last_seen_at >= cutoff)
@@ -287,7 +287,7 @@ def enrol(
     # One multi-row INSERT through the connection: ORM objects for ~200 rows would double the
     # enrolment time (bench/enrol_bench.py).
     session.connection().execute(
-        insert(ScheduledTrial.__table__),
+        insert(ScheduledTrial),
         scheduled_values(participant.id, schedule.trials, units, hashes),
     )
     logger.info(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +15,7 @@ from app import designs
 from app.db import utc_now
 from app.errors import OutOfOrder, SessionUnavailable
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
-from app.schedule import BlockSpec, Schedule
+from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
 from app.services.participants import done_count, scheduled_values, set_lookup
@@ -71,7 +71,7 @@ def _fill_repeated_if_needed(
     answers = [
         designs.AnsweredTrial(
             trial_index=st.trial_index,
-            trial_kind=st.trial_kind,
+            trial_kind=cast(TrialKind, st.trial_kind),
             condition=st.condition,
             unit_id=unit_keys.get(st.stimulus_unit_id) if st.stimulus_unit_id else None,
             batch=st.batch,
