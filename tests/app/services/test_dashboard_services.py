@@ -20,9 +20,8 @@ from app.errors import InvalidInput, TooManyAttempts
 from app.export_format import (
     EVENT_COLUMNS,
     PARTICIPANT_COLUMNS,
-    RATING_COLUMNS,
     RATING_CODEBOOK,
-    RESPONSE_COLUMNS,
+    RATING_COLUMNS,
 )
 from app.models import (
     Participant,
@@ -57,7 +56,7 @@ def test_throttling_slows_repeated_failures_per_email_and_address(
     make_user(db_session, "a@example.org", password="right password")
     policy = auth.ThrottlePolicy(max_failures=3, window_s=600)
     now = utc_now()
-    for i in range(3):
+    for _i in range(3):
         assert (
             auth.authenticate(
                 db_session, "a@example.org", "wrong", "10.0.0.1", policy=policy, now=now
@@ -85,7 +84,7 @@ def test_throttling_slows_repeated_failures_per_email_and_address(
 
 
 def _participant(db_session: Session, demo_set: StimulusSet, pid: str, **kw: Any) -> Participant:
-    experiment = kw.pop("experiment")
+    kw.pop("experiment")
     launched = kw.pop("launched")
     participant, _ = enrol(db_session, launched, {"PROLIFIC_PID": pid}, **kw)
     return participant
