@@ -46,7 +46,8 @@ TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 def get_participant(token: str, session: SessionDep) -> Participant:
     """Resolve the participant token in the path (with session and experiment in one query)."""
-    if len(token) > TOKEN_MAX_LEN:
+    # A NUL byte cannot be stored in a Postgres text value: the query would fail with a 500.
+    if len(token) > TOKEN_MAX_LEN or "\x00" in token:
         raise NotFound("unknown participant link")
     participant = session.scalar(
         select(Participant)

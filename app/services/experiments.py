@@ -156,6 +156,8 @@ def launch_session(
 
 
 def get_session_by_link(session: Session, link_code: str) -> ExperimentSession:
+    if "\x00" in link_code:  # not storable in Postgres text: no link can hold it
+        raise NotFound("this study link does not exist")
     found = session.scalar(
         select(ExperimentSession).where(ExperimentSession.link_code == link_code)
     )

@@ -56,6 +56,9 @@ class Stats:
     duplicate_acks: int = 0
     sessions_completed: int = 0
     tokens: set[str] = field(default_factory=set)
+    ack_times: list[float] = field(default_factory=list)
+    """Monotonic seconds of every acknowledged answer (for the timeline and outage gaps)."""
+    started_at: float = 0.0
     measuring: bool = False
     """Latencies are only recorded after the warm-up."""
 
@@ -232,6 +235,7 @@ async def run_session(
             stats.error("answer", f"ack for trial {ack['trial_index']} != {trial_index}")
             raise GiveUp("answer")
         stats.acked.append((token, trial_index, body["response_uuid"]))
+        stats.ack_times.append(time.monotonic() - stats.started_at)
         if ack["duplicate"]:
             stats.duplicate_acks += 1
         answered += 1
@@ -265,8 +269,19 @@ def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
             "errors": stats.errors.get(name, 0),
             "retries": stats.retries.get(name, 0),
         }
+    times = sorted(stats.ack_times)
+    gaps = [(b - a, a) for a, b in zip(times, times[1:], strict=False)]
+    longest_gap = max(gaps, default=(0.0, 0.0))
+    timeline: dict[int, int] = defaultdict(int)
+    for t in times:
+        timeline[int(t)] += 1
     return {
         "measured_s": round(measured_s, 2),
+        "longest_answer_gap_s": round(longest_gap[0], 2),
+        "longest_answer_gap_from_s": round(longest_gap[1], 2),
+        "answers_per_second_timeline": [timeline.get(i, 0) for i in range(int(times[-1]) + 1)]
+        if times
+        else [],
         "endpoints": endpoints,
         "acked_answers": len(stats.acked),
         "duplicate_acks": stats.duplicate_acks,
@@ -361,6 +376,7 @@ async def run_load(
     # One TLS context for all clients: building one per client costs ~20 ms of CPU each.
     ssl_context = ssl.create_default_context()
     start = time.monotonic()
+    stats.started_at = start
     stop_at = start + warmup_s + duration_s
     tasks = []
     for i in range(participants):
