@@ -6,6 +6,7 @@ function. Any config key can be set with ``--set key.path=value``; common keys h
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -179,8 +180,7 @@ def _common(**kw: Any) -> dict[str, Any]:
     return {key: kw[key] for key in keys}
 
 
-@app.command()
-def build(
+def _options(
     config: ConfigArg = None,
     sets: SetOpt = None,
     preset: PresetOpt = None,
@@ -208,188 +208,87 @@ def build(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run scan, select, render and write (up-to-date steps are skipped)."""
+    """The options every step takes (a signature template; never called)."""
+
+
+def _step(name: str, summary: str, run: Callable[[BuildConfig, bool, bool], str]) -> None:
+    """Register a step command taking the shared options; `run(cfg, force, progress)` reports."""
+
+    def command(**options: Any) -> None:
+        quiet = bool(options["quiet"]) or name == "show-config"  # its output is JSON only
+
+        def action() -> None:
+            cfg = resolve_config(options["config"], options["sets"], **_common(**options))
+            typer.echo(run(cfg, bool(options["force"]), not quiet))
+
+        _run(quiet, action)
+
+    # Typer reads the signature: every step gets the same typed options, declared once.
+    command.__signature__ = inspect.signature(_options, eval_str=True)  # type: ignore[attr-defined]
+    command.__annotations__ = dict(_options.__annotations__)
+    command.__doc__ = summary
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(command)
+
+
+def _build(cfg: BuildConfig, force: bool, progress: bool) -> str:
     from stimuli_builder.pipeline import run_build
     from stimuli_builder.write import manifest_digest
 
-    def action() -> None:
-        cfg = resolve_config(config, sets, **_common(**locals_))
-        manifest = run_build(cfg, force=force, progress=not quiet)
-        typer.echo(
-            f"wrote {cfg.out_dir} ({len(manifest['units'])} units, {len(manifest['files'])} files, "
-            f"digest {manifest_digest(manifest)[:16]})"
-        )
-
-    locals_ = locals()
-    _run(quiet, action)
+    manifest = run_build(cfg, force=force, progress=progress)
+    return (
+        f"wrote {cfg.out_dir} ({len(manifest['units'])} units, {len(manifest['files'])} files, "
+        f"digest {manifest_digest(manifest)[:16]})"
+    )
 
 
-@app.command()
-def scan(
-    config: ConfigArg = None,
-    sets: SetOpt = None,
-    preset: PresetOpt = None,
-    data: DataOpt = None,
-    out: OutOpt = None,
-    work_dir: WorkOpt = None,
-    set_id: IdOpt = None,
-    device: DeviceOpt = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    random_weights: RandomOpt = False,
-    seed: SeedOpt = None,
-    steps: StepsOpt = None,
-    batches: BatchesOpt = None,
-    k: KOpt = None,
-    images: ImagesOpt = None,
-    max_images: MaxImagesOpt = None,
-    batch_size: BatchSizeOpt = None,
-    workers: WorkersOpt = None,
-    precision: PrecisionOpt = None,
-    canvas: CanvasOpt = None,
-    groups: GroupsOpt = None,
-    no_render: NoRenderOpt = False,
-    created_at: CreatedOpt = None,
-    force: ForceOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Scan the image folder: per-channel spatial mean and max of every needed layer."""
+def _scan(cfg: BuildConfig, force: bool, progress: bool) -> str:
     from stimuli_builder.pipeline import run_scan
 
-    def action() -> None:
-        cfg = resolve_config(config, sets, **_common(**locals_))
-        done = run_scan(cfg, force=force, progress=not quiet)
-        typer.echo(
-            f"scanned {done['n_images']} images ({done['n_skipped']} skipped) "
-            f"into {cfg.work_dir / 'scan'}"
-        )
-
-    locals_ = locals()
-    _run(quiet, action)
+    done = run_scan(cfg, force=force, progress=progress)
+    return (
+        f"scanned {done['n_images']} images ({done['n_skipped']} skipped) "
+        f"into {cfg.work_dir / 'scan'}"
+    )
 
 
-@app.command()
-def select(
-    config: ConfigArg = None,
-    sets: SetOpt = None,
-    preset: PresetOpt = None,
-    data: DataOpt = None,
-    out: OutOpt = None,
-    work_dir: WorkOpt = None,
-    set_id: IdOpt = None,
-    device: DeviceOpt = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    random_weights: RandomOpt = False,
-    seed: SeedOpt = None,
-    steps: StepsOpt = None,
-    batches: BatchesOpt = None,
-    k: KOpt = None,
-    images: ImagesOpt = None,
-    max_images: MaxImagesOpt = None,
-    batch_size: BatchSizeOpt = None,
-    workers: WorkersOpt = None,
-    precision: PrecisionOpt = None,
-    canvas: CanvasOpt = None,
-    groups: GroupsOpt = None,
-    no_render: NoRenderOpt = False,
-    created_at: CreatedOpt = None,
-    force: ForceOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Select queries and references per batch from the scan (PROTOCOL §2.2)."""
+def _select(cfg: BuildConfig, force: bool, progress: bool) -> str:
     from stimuli_builder.pipeline import run_select
 
-    def action() -> None:
-        cfg = resolve_config(config, sets, **_common(**locals_))
-        result = run_select(cfg, force=force)
-        typer.echo(f"selected exemplars for {len(result['units'])} units")
-
-    locals_ = locals()
-    _run(quiet, action)
+    result = run_select(cfg, force=force)
+    return f"selected exemplars for {len(result['units'])} units"
 
 
-@app.command()
-def render(
-    config: ConfigArg = None,
-    sets: SetOpt = None,
-    preset: PresetOpt = None,
-    data: DataOpt = None,
-    out: OutOpt = None,
-    work_dir: WorkOpt = None,
-    set_id: IdOpt = None,
-    device: DeviceOpt = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    random_weights: RandomOpt = False,
-    seed: SeedOpt = None,
-    steps: StepsOpt = None,
-    batches: BatchesOpt = None,
-    k: KOpt = None,
-    images: ImagesOpt = None,
-    max_images: MaxImagesOpt = None,
-    batch_size: BatchSizeOpt = None,
-    workers: WorkersOpt = None,
-    precision: PrecisionOpt = None,
-    canvas: CanvasOpt = None,
-    groups: GroupsOpt = None,
-    no_render: NoRenderOpt = False,
-    created_at: CreatedOpt = None,
-    force: ForceOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Render max and min feature visualisations for every unit (PROTOCOL §2.3)."""
+def _render(cfg: BuildConfig, force: bool, progress: bool) -> str:
     from stimuli_builder.pipeline import run_render
 
-    def action() -> None:
-        cfg = resolve_config(config, sets, **_common(**locals_))
-        stats = run_render(cfg, force=force, progress=not quiet)
-        typer.echo(json.dumps(stats, sort_keys=True))
-
-    locals_ = locals()
-    _run(quiet, action)
+    return json.dumps(run_render(cfg, force=force, progress=progress), sort_keys=True)
 
 
-@app.command()
-def write(
-    config: ConfigArg = None,
-    sets: SetOpt = None,
-    preset: PresetOpt = None,
-    data: DataOpt = None,
-    out: OutOpt = None,
-    work_dir: WorkOpt = None,
-    set_id: IdOpt = None,
-    device: DeviceOpt = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    random_weights: RandomOpt = False,
-    seed: SeedOpt = None,
-    steps: StepsOpt = None,
-    batches: BatchesOpt = None,
-    k: KOpt = None,
-    images: ImagesOpt = None,
-    max_images: MaxImagesOpt = None,
-    batch_size: BatchSizeOpt = None,
-    workers: WorkersOpt = None,
-    precision: PrecisionOpt = None,
-    canvas: CanvasOpt = None,
-    groups: GroupsOpt = None,
-    no_render: NoRenderOpt = False,
-    created_at: CreatedOpt = None,
-    force: ForceOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Write the stimulus set (manifest, images, checksums, provenance)."""
+def _write(cfg: BuildConfig, force: bool, progress: bool) -> str:
     from stimuli_builder.pipeline import run_write
     from stimuli_builder.write import manifest_digest
 
-    def action() -> None:
-        cfg = resolve_config(config, sets, **_common(**locals_))
-        manifest = run_write(cfg, force=force)
-        typer.echo(f"wrote {cfg.out_dir} (digest {manifest_digest(manifest)[:16]})")
+    manifest = run_write(cfg, force=force)
+    return f"wrote {cfg.out_dir} (digest {manifest_digest(manifest)[:16]})"
 
-    locals_ = locals()
-    _run(quiet, action)
+
+def _show(cfg: BuildConfig, force: bool, progress: bool) -> str:
+    return json.dumps(cfg.to_jsonable(), indent=1)
+
+
+_step("build", "Run scan, select, render and write (up-to-date steps are skipped).", _build)
+_step(
+    "scan", "Scan the image folder: per-channel spatial mean and max of every needed layer.", _scan
+)
+_step("select", "Select queries and references per batch from the scan (PROTOCOL §2.2).", _select)
+_step(
+    "render", "Render max and min feature visualisations for every unit (PROTOCOL §2.3).", _render
+)
+_step("write", "Write the stimulus set (manifest, images, checksums, provenance).", _write)
+_step(
+    "show-config", "Print the resolved configuration as JSON (after file, flags and --set).", _show
+)
 
 
 @app.command()
@@ -404,40 +303,3 @@ def presets() -> None:
             for r in u.roles:
                 roles[r] = roles.get(r, 0) + 1
         typer.echo(f"{name}: {len(units)} units " + json.dumps(roles, sort_keys=True))
-
-
-@app.command("show-config")
-def show_config(
-    config: ConfigArg = None,
-    sets: SetOpt = None,
-    preset: PresetOpt = None,
-    data: DataOpt = None,
-    out: OutOpt = None,
-    work_dir: WorkOpt = None,
-    set_id: IdOpt = None,
-    device: DeviceOpt = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    random_weights: RandomOpt = False,
-    seed: SeedOpt = None,
-    steps: StepsOpt = None,
-    batches: BatchesOpt = None,
-    k: KOpt = None,
-    images: ImagesOpt = None,
-    max_images: MaxImagesOpt = None,
-    batch_size: BatchSizeOpt = None,
-    workers: WorkersOpt = None,
-    precision: PrecisionOpt = None,
-    canvas: CanvasOpt = None,
-    groups: GroupsOpt = None,
-    no_render: NoRenderOpt = False,
-    created_at: CreatedOpt = None,
-) -> None:
-    """Print the resolved configuration as JSON (after file, flags and --set)."""
-
-    def action() -> None:
-        cfg = resolve_config(config, sets, **_common(**locals_))
-        typer.echo(json.dumps(cfg.to_jsonable(), indent=1))
-
-    locals_ = locals()
-    _run(True, action)
