@@ -440,3 +440,126 @@ def test_nul_bytes_in_links_tokens_and_fields_get_4xx_not_500(
     db_session.rollback()
     bad_answer = {**answer(0), "input": "mouse\u0000"}
     assert client.post(f"/api/p/{token}/responses", json=bad_answer).status_code == 422
+
+
+# --- the experimenter console --------------------------------------------------------------------
+
+
+def _dashboard_urls(slug: str) -> list[str]:
+    return [
+        "/dashboard",
+        "/dashboard/stimuli",
+        "/dashboard/experiments/new",
+        f"/dashboard/experiments/{slug}",
+        f"/dashboard/experiments/{slug}/participants",
+        f"/dashboard/experiments/{slug}/participants/1",
+        f"/dashboard/experiments/{slug}/export/responses.csv",
+        f"/dashboard/experiments/{slug}/export/participants.csv",
+        f"/dashboard/experiments/{slug}/export/all.json",
+        f"/dashboard/experiments/{slug}/analysis",
+        f"/dashboard/api/experiments/{slug}/live",
+        "/dashboard/users",
+        "/dashboard/audit",
+    ]
+
+
+def test_dashboard_urls_without_a_session_reveal_nothing(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    experiment = make_experiment(db_session, demo_set, slug="secret-study")
+    make_launch(db_session, experiment)
+    db_session.commit()
+    client.cookies.clear()
+    for url in _dashboard_urls(experiment.slug):
+        response = client.get(url, follow_redirects=False)
+        assert response.status_code in (303, 401), (url, response.status_code)
+        if response.status_code == 303:
+            assert response.headers["location"].startswith("/dashboard/login"), url
+        assert "secret-study" not in response.text.replace("%2F", "/").split("next=")[0], url
+        assert "participant_number" not in response.text, url
+    # A forged session cookie is no better than none.
+    client.cookies.set("psychvis_session", "forged.value.here")
+    assert client.get("/dashboard", follow_redirects=False).status_code in (303, 401)
+    client.cookies.clear()
+
+
+def test_dashboard_posts_without_csrf_token_are_refused_and_change_nothing(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    from app.models import ExperimentSession
+    from tests.app.routes.dashboard_client import login
+    from tests.factories import make_user
+
+    make_user(db_session, "owner-csrf@example.org")
+    experiment = make_experiment(db_session, demo_set)
+    db_session.commit()
+    # Logged out: a state-changing post is refused before anything else.
+    client.cookies.clear()
+    url = f"/dashboard/experiments/{experiment.slug}/sessions"
+    assert client.post(url, data={"platform": "lab"}).status_code in (401, 403)
+    login(client, "owner-csrf@example.org")
+    before = db_session.scalar(select(func.count()).select_from(ExperimentSession))
+    for data in ({"platform": "lab"}, {"platform": "lab", "csrf_token": "forged"}):
+        response = client.post(url, data=data, follow_redirects=False)
+        assert response.status_code in (403, 404), (data, response.status_code)
+    no_token_logout = client.post("/dashboard/logout", follow_redirects=False)
+    assert no_token_logout.status_code == 403
+    assert db_session.scalar(select(func.count()).select_from(ExperimentSession)) == before
+    # The login form itself needs the token too (no login CSRF).
+    client.cookies.clear()
+    forged_login = client.post(
+        "/dashboard/login",
+        data={"email": "owner-csrf@example.org", "password": "correct horse battery"},
+        follow_redirects=False,
+    )
+    assert forged_login.status_code == 403
+    assert client.get("/dashboard", follow_redirects=False).status_code in (303, 401)
+
+
+def test_login_brute_force_is_throttled_even_for_the_right_password(
+    client: TestClient, db_session: Session
+) -> None:
+    from tests.app.routes.dashboard_client import csrf_of
+    from tests.factories import make_user
+
+    make_user(db_session, "target@example.org")
+    db_session.commit()
+    client.cookies.clear()
+    statuses = []
+    for attempt in range(12):
+        form = client.get("/dashboard/login")
+        response = client.post(
+            "/dashboard/login",
+            data={
+                "csrf_token": csrf_of(form.text),
+                "email": "target@example.org",
+                "password": f"guess-{attempt}",
+            },
+            follow_redirects=False,
+        )
+        statuses.append(response.status_code)
+    assert statuses[0] == 401
+    assert 429 in statuses, statuses
+    throttled = statuses.index(429)
+    assert throttled <= 6, statuses
+    form = client.get("/dashboard/login")
+    right = client.post(
+        "/dashboard/login",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "email": "target@example.org",
+            "password": "correct horse battery",
+        },
+        follow_redirects=False,
+    )
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+    # An unknown account gets the same answer as a wrong password (no account enumeration).
+    form = client.get("/dashboard/login")
+    unknown = client.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(form.text), "email": "nobody@example.org", "password": "x"},
+        follow_redirects=False,
+    )
+    assert unknown.status_code in (401, 429)
+    if unknown.status_code == 401:
+        assert "Wrong email or password." in unknown.text
