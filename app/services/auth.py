@@ -187,7 +187,7 @@ def authenticate(
 # --- experiment access ----------------------------------------------------------------------------
 
 
-def visible_experiments_query(user: User) -> Select[tuple[Experiment]]:
+def visible_experiments_query(user: User) -> Select[Experiment]:
     """A SELECT of the experiments `user` may see (owner, shared, or any for admins)."""
     query = select(Experiment)
     if user.role != "admin":
