@@ -590,8 +590,11 @@ async def session_launch(
         code, url = text(f"{outcome}_code", 64), text(f"{outcome}_url")
         if url and not url.startswith("https://"):
             raise InvalidInput(f"the {outcome} URL must start with https://")
-        if code or url:
-            outcomes[outcome] = {"code": code or None, "url": url or None}
+        if platform == "prolific" and code and not url:
+            url = experiment_service.PROLIFIC_COMPLETE_URL.format(code=code)
+        given = {k: v for k, v in (("code", code), ("url", url)) if v}
+        if given:
+            outcomes[outcome] = given
     max_text = text("max_participants", 9)
     if max_text and not max_text.isdigit():
         raise InvalidInput("the participant limit must be a whole number")

@@ -108,6 +108,9 @@ def test_import_create_launch_and_control_a_session(
     assert row.outcomes["completed"]["code"] == "DONE1234"
     assert row.outcomes["failed_checks"]["url"].endswith("cc=FAILED99")
     assert row.outcomes["no_consent"]["code"] == "NOCONSENT"
+    # A code without a URL gets Prolific's completion URL for that code.
+    assert row.outcomes["no_consent"]["url"].endswith("cc=NOCONSENT")
+    assert row.outcomes["completed"]["url"].endswith("cc=DONE1234")
     page = client.get("/dashboard/experiments/pilot-1").text
     assert f"/s/{row.link_code}" in page  # the participant link to copy
 
