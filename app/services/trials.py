@@ -219,21 +219,27 @@ def record_response(
     The same `response_uuid` again returns the stored answer (duplicate=True). Any other answer
     to a trial that is not the participant's current one raises OutOfOrder, storing nothing.
     """
-    earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
-    if earlier is not None:
-        return earlier
-    _check_active(participant)
-    n_answered = done_count(session, participant.id)
-    if submit.trial_index != n_answered:
-        raise OutOfOrder(f"trial {submit.trial_index} is not the current trial ({n_answered})")
-    trial = session.scalar(
-        select(ScheduledTrial).where(
-            ScheduledTrial.participant_id == participant.id,
-            ScheduledTrial.trial_index == submit.trial_index,
+    try:
+        _check_active(participant)
+        n_answered = done_count(session, participant.id)
+        if submit.trial_index != n_answered:
+            raise OutOfOrder(f"trial {submit.trial_index} is not the current trial ({n_answered})")
+        trial = session.scalar(
+            select(ScheduledTrial).where(
+                ScheduledTrial.participant_id == participant.id,
+                ScheduledTrial.trial_index == submit.trial_index,
+            )
         )
-    )
-    if trial is None or not trial.display:
-        raise OutOfOrder(f"trial {submit.trial_index} is not in the schedule")
+        if trial is None or not trial.display:
+            raise OutOfOrder(f"trial {submit.trial_index} is not in the schedule")
+    except (OutOfOrder, SessionUnavailable):
+        # A retry of a stored answer is never the current trial (its trial counts as done), so
+        # the uuid is looked up only here: the common first attempt saves a query, and a new
+        # uuid that collides with a stored one still fails on the unique key below.
+        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+        if earlier is not None:
+            return earlier
+        raise
     correct_response = "upper" if trial.query_order == "max_upper" else "lower"
     now = received_at or utc_now()
     response = TrialResponse(
