@@ -216,8 +216,10 @@ class TrialResponse(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    # Indexed: "is this trial answered?" (done_count, on every answer) probes it; without the
+    # index Postgres scanned every stored answer of every study (bench/load, docs/benchmarks.md).
     scheduled_trial_id: Mapped[int] = mapped_column(
-        ForeignKey("scheduled_trial.id", ondelete="CASCADE")
+        ForeignKey("scheduled_trial.id", ondelete="CASCADE"), index=True
     )
     trial_index: Mapped[int]
     response_uuid: Mapped[str] = mapped_column(String(36), unique=True)
