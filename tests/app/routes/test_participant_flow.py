@@ -242,3 +242,52 @@ def test_beacon_text_plain_answer_is_stored_once(
         select(TrialResponse).where(TrialResponse.response_uuid == body["response_uuid"])
     )
     assert row is not None and row.via_beacon is True
+
+
+def _finish(client: TestClient, token: str) -> None:
+    start_task(client, token)
+    step = client.get(f"/api/p/{token}/next").json()
+    while step["step"] == "trial":
+        ack = client.post(f"/api/p/{token}/responses", json=answer(step["trial"]["trial_index"]))
+        assert ack.status_code == 200, ack.text
+        step = ack.json()["next"]
+
+
+def test_mturk_worker_submits_to_the_hosts_own_external_submit(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    launched = make_launch(
+        db_session, make_experiment(db_session, demo_set), platform="mturk", mturk_sandbox=True
+    )
+    db_session.commit()
+    params = {
+        "workerId": "W1",
+        "assignmentId": "A1",
+        "hitId": "H1",
+        "turkSubmitTo": "https://workersandbox.mturk.com",
+    }
+    token = enrol(client, launched.link_code, params)
+    _finish(client, token)
+    info = client.post(f"/api/p/{token}/complete").json()
+    assert info["mturk"] == {
+        "submit_url": "https://workersandbox.mturk.com/mturk/externalSubmit",
+        "assignmentId": "A1",
+    }
+    assert info["redirect_url"] is None
+    page = client.get(f"/p/{token}").text
+    assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in page
+    assert 'name="assignmentId" value="A1"' in page
+    # A forged turkSubmitTo never becomes a redirect target.
+    evil = enrol(
+        client,
+        launched.link_code,
+        {**params, "workerId": "W2", "turkSubmitTo": "https://evil.example"},
+    )
+    _finish(client, evil)
+    assert (
+        client.post(f"/api/p/{evil}/complete")
+        .json()["mturk"]["submit_url"]
+        .startswith("https://workersandbox.mturk.com/")
+    )
+    # The same worker cannot take a second slot: the link resumes their enrolment.
+    assert enrol(client, launched.link_code, {**params, "assignmentId": "A9"}) == token
