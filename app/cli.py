@@ -243,22 +243,35 @@ def sessions_launch(
     completion_code: Annotated[
         str | None, typer.Option(help="Completion code (Prolific's).")
     ] = None,
+    failed_checks_code: Annotated[
+        str | None,
+        typer.Option(help="Code for participants the design's exclusion criteria excluded."),
+    ] = None,
+    no_consent_code: Annotated[
+        str | None, typer.Option(help="Code for participants who declined consent.")
+    ] = None,
     max_participants: Annotated[int | None, typer.Option(min=1)] = None,
     mturk_sandbox: Annotated[bool, typer.Option()] = False,
     label: str = "",
 ) -> None:
     """Open a participant link for EXPERIMENT and print it."""
-    from app.services.experiments import get_experiment, launch_session
+    from app.services.experiments import PROLIFIC_COMPLETE_URL, get_experiment, launch_session
 
     settings = _settings()
     if platform not in ("prolific", "mturk", "lab"):
         _fail(f"unknown platform {platform!r} (prolific, mturk or lab)")
+    outcomes: dict[str, dict[str, str | None]] = {}
+    for outcome, code in (("failed_checks", failed_checks_code), ("no_consent", no_consent_code)):
+        if code:
+            url = PROLIFIC_COMPLETE_URL.format(code=code) if platform == "prolific" else None
+            outcomes[outcome] = {"code": code, "url": url}
     with _db() as session:
         launched = launch_session(
             session,
             get_experiment(session, experiment),
             platform=platform,  # type: ignore[arg-type]
             completion_code=completion_code,
+            outcomes=outcomes,
             max_participants=max_participants,
             mturk_sandbox=mturk_sandbox,
             label=label,

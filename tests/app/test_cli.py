@@ -56,10 +56,30 @@ def test_cli_from_empty_database_to_export(cli_env: Path) -> None:
     )
     assert "e1\tdemo\t0 participants" in run("experiments", "list")
     link = run(
-        "sessions", "launch", "e1", "--platform", "prolific", "--completion-code", "ABC123"
+        "sessions",
+        "launch",
+        "e1",
+        "--platform",
+        "prolific",
+        "--completion-code",
+        "ABC123",
+        "--no-consent-code",
+        "NOC0NSENT",
     ).strip()
     assert link.startswith("https://study.example.org/s/")
     code = link.rsplit("/", 1)[1]
+    from app.db import make_engine, make_sessionmaker
+    from app.services.experiments import get_session_by_link
+
+    engine = make_engine(get_settings().database_url)
+    with make_sessionmaker(engine)() as session:
+        outcomes = get_session_by_link(session, code).outcomes
+    engine.dispose()
+    assert outcomes["completed"]["code"] == "ABC123"
+    assert outcomes["no_consent"] == {
+        "code": "NOC0NSENT",
+        "url": "https://app.prolific.com/submissions/complete?cc=NOC0NSENT",
+    }
     assert "paused" in run("sessions", "pause", code)
     assert "open" in run("sessions", "resume", code)
     assert code in run("sessions", "list")
