@@ -214,3 +214,19 @@ def test_production_refuses_placeholder_secret(env: str) -> None:
     with pytest.raises(ValidationError):
         Settings(env=env, secret_key="short")
     assert Settings(env=env, secret_key="k" * 40).env == "prod"
+
+
+def test_cookie_is_secure_over_https(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    make_user(db_session, "owner@example.org")
+    db_session.commit()
+    secure = TestClient(client.app, base_url="https://testserver")
+    form = secure.get("/dashboard/login")
+    assert "Secure" in form.headers["set-cookie"]
+    ok = secure.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(form.text), "email": "owner@example.org", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303 and "Secure" in ok.headers["set-cookie"]
