@@ -158,25 +158,38 @@ class AdmissionLimitMiddleware:
     pool timeout breaks (found by bench/load at 60 participants per worker). Admitting no more
     such requests than the pool has connections lets every admitted one get a connection at once;
     the others wait here, in the event loop, holding nothing. Static files and images pass.
+
+    Participant requests are also limited on their own (`participant_limit`, at most `limit`):
+    a few at once keep a worker busy, more only contend for the GIL; slow experimenter requests
+    (exports) cannot take the participants' places.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, participant_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.participant_limit = min(participant_limit or limit, limit)
         self._semaphore: asyncio.Semaphore | None = None
+        self._participant_semaphore: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PREFIXES):
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(UNLIMITED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        if self._semaphore is None:
+        if self._semaphore is None or self._participant_semaphore is None:
             # Created lazily: a semaphore belongs to the event loop of the worker that uses it.
             self._semaphore = asyncio.Semaphore(self.limit)
+            self._participant_semaphore = asyncio.Semaphore(self.participant_limit)
+        if path.startswith(PARTICIPANT_PREFIXES):
+            async with self._participant_semaphore, self._semaphore:
+                await self.app(scope, receive, send)
+            return
         async with self._semaphore:
             await self.app(scope, receive, send)
 
 
 UNLIMITED_PREFIXES = ("/static/", "/img/", "/healthz")
+PARTICIPANT_PREFIXES = ("/api/p/", "/p/", "/s/")
 
 
 class CachedStaticFiles(StaticFiles):
@@ -288,5 +301,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(ServerTimingMiddleware)
     # Outermost, so Server-Timing measures the app without this queue (make_engine's pool holds
     # pool_size + max_overflow = 2 * db_pool_size connections).
-    app.add_middleware(AdmissionLimitMiddleware, limit=2 * settings.db_pool_size)
+    app.add_middleware(
+        AdmissionLimitMiddleware,
+        limit=2 * settings.db_pool_size,
+        participant_limit=settings.participant_concurrency,
+    )
     return app

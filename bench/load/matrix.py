@@ -43,12 +43,22 @@ def server_env(database_url: str, stimuli_dir: Path) -> dict[str, str]:
 
 
 def start_server(
-    database_url: str, stimuli_dir: Path, port: int, workers: int
+    database_url: str,
+    stimuli_dir: Path,
+    port: int,
+    workers: int,
+    pool_size: int | None = None,
+    participant_concurrency: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `psychvis serve` in its own process group and wait until /healthz answers."""
+    env = server_env(database_url, stimuli_dir)
+    if pool_size is not None:
+        env["PSYCHVIS_DB_POOL_SIZE"] = str(pool_size)
+    if participant_concurrency is not None:
+        env["PSYCHVIS_PARTICIPANT_CONCURRENCY"] = str(participant_concurrency)
     proc = subprocess.Popen(
         [PSYCHVIS, "serve", "--port", str(port), "--workers", str(workers)],
-        env=server_env(database_url, stimuli_dir),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -101,9 +111,11 @@ def main(
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in config}
     for rep in range(repeats):
         for cfg in config:
-            workers, participants, think = cfg.split(":")
-            proc = start_server(database_url, stimuli_dir, port, int(workers))
-            path = out / f"w{workers}_n{participants}_t{think}_r{rep}.json"
+            workers, participants, think, *extra = cfg.split(":")
+            pool = int(extra[0]) if extra and extra[0] else None
+            concurrency = int(extra[1]) if len(extra) > 1 else None
+            proc = start_server(database_url, stimuli_dir, port, int(workers), pool, concurrency)
+            path = out / f"{cfg.replace(':', '_')}_r{rep}.json"
             load_before = loadavg()
             try:
                 result = subprocess.run(

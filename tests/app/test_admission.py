@@ -49,6 +49,21 @@ def test_static_files_and_images_bypass_the_admission_limit() -> None:
     assert inner.most_inside > 2
 
 
+def test_participant_requests_have_their_own_smaller_limit() -> None:
+    inner = SlowApp()
+    app = AdmissionLimitMiddleware(inner, limit=6, participant_limit=2)
+    statuses = asyncio.run(_fire(app, "/api/p/x/responses", 20))
+    assert statuses == [200] * 20
+    assert inner.most_inside == 2
+    inner.most_inside = 0
+    assert asyncio.run(_fire(app, "/dashboard/experiments", 20)) == [200] * 20
+    assert inner.most_inside == 6
+
+
+def test_participant_limit_never_exceeds_the_pool_limit() -> None:
+    assert AdmissionLimitMiddleware(SlowApp(), limit=4, participant_limit=50).participant_limit == 4
+
+
 @pytest.mark.parametrize("pool_size", [3, 10])
 def test_create_app_admits_as_many_requests_as_the_pool_has_connections(pool_size: int) -> None:
     settings = Settings(
@@ -59,5 +74,9 @@ def test_create_app_admits_as_many_requests_as_the_pool_has_connections(pool_siz
         check_schema=False,
     )
     app = create_app(settings)
-    limits = [m.kwargs["limit"] for m in app.user_middleware if m.cls is AdmissionLimitMiddleware]
-    assert limits == [2 * pool_size]
+    limits = [
+        (m.kwargs["limit"], m.kwargs["participant_limit"])
+        for m in app.user_middleware
+        if m.cls is AdmissionLimitMiddleware
+    ]
+    assert limits == [(2 * pool_size, settings.participant_concurrency)]
