@@ -199,15 +199,14 @@ def home(
     ids = [e.id for e in experiments]
     counts: dict[int, int] = {}
     if ids:
-        counts = dict(
-            session.execute(
+        counts = {
+            row[0]: row[1]
+            for row in session.execute(
                 select(Participant.experiment_id, func.count())
                 .where(Participant.experiment_id.in_(ids), Participant.test_mode.is_(False))
                 .group_by(Participant.experiment_id)
             )
-            .tuples()
-            .all()
-        )
+        }
     return _page(
         request,
         templates,
