@@ -224,5 +224,14 @@ def test_login_launch_and_live_counts_follow_a_participant(
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+    # The analysis page draws the figures of what was just answered.
+    page.get_by_role("link", name="analysis").click()
+    page.wait_for_selector("[data-analysis-table]")
+    loaded = page.evaluate(
+        "[...document.querySelectorAll('[data-plot]')].filter(i => i.naturalWidth > 0).length"
+    )
+    assert loaded == 4
+    page.screenshot(path=str(shot.with_name(shot.stem + "-analysis.png")), full_page=True)
     assert errors == []
     ctx.close()
