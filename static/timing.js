@@ -1,16 +1,24 @@
 // Stimulus-onset stamps from requestAnimationFrame and frame-interval statistics.
 //
-// Onset rule (house_style §4, issue 2): onset is stamped in the SECOND rAF callback after the
-// trial's decoded images were inserted into the DOM ("double rAF"):
-//   - the insertion happens synchronously in a task; the 1st rAF callback runs at the start of
-//     the next rendering opportunity, *before* that frame's style/layout/paint, i.e. before the
-//     images have been painted even once;
-//   - the 2nd rAF callback runs at the start of the following frame, i.e. after the frame that
-//     contains the images has been painted and handed to the compositor.
+// Onset rule (house_style §4, issue 2; frame-aligned insertion since issue 6): a trial's
+// decoded images are inserted in the microtask checkpoint of a rAF callback ("double rAF"):
+//   - 1st rAF: the images are inserted at the start of that frame's rendering, *before* its
+//     style/layout/paint, so this frame is the first one that paints them;
+//   - 2nd rAF: runs at the start of the following frame, i.e. after the frame that contains
+//     the images has been painted and handed to the compositor. Onset is stamped here.
 // We store the 2nd callback's `timestamp` argument (the frame's begin time, same time base as
 // performance.now()), which is the best estimate the web platform gives of the vsync at which
 // the images became visible. With a 60 Hz display the error is at most about one frame
 // (compositor pipelining), and it is the same on every trial.
+// Why insert inside a rAF rather than in the task that ends the blank (issue 6): a rAF
+// timestamp is the time its frame *began*; a task inserting at an arbitrary moment of a frame
+// gives onset 0 to 2 frames after the insertion depending on the vsync phase (measured in
+// headless Chromium), while frame-aligned insertion puts onset exactly one frame after the
+// painting frame began, so answer -> next onset varies by one frame, not two.
+// Guard (issue 6): on a starved main thread Chromium can run frames back to back with stale
+// begin times, so that the 2nd timestamp precedes the insertion itself (seen in headless
+// Chromium on an overloaded machine: onset up to 18 ms before the paint). Images cannot be
+// visible before they are in the DOM, so onset is never earlier than the insertion.
 // Pure module (no DOM): timers are injected.
 
 /** Round a millisecond value to 0.1 ms (performance.now() is coarsened to >= 5 us anyway). */
@@ -55,14 +63,21 @@ export class FrameIntervalStats {
 }
 
 /**
- * Wait for the frame in which freshly inserted content is on screen (double rAF, see above).
- * Call it right after the synchronous DOM insertion.
+ * Insert content at the start of the next animation frame and stamp its onset (double rAF,
+ * see above).
  * @param {{nextFrame: () => Promise<number>}} timers a timers.js group.
- * @returns {Promise<number>} the onset timestamp (ms, performance.now() time base).
+ * @param {() => void} insert synchronous DOM insertion; runs after the next frame's rAF
+ *   callbacks and before that frame's style, layout and paint.
+ * @param {() => number} [now] performance.now.
+ * @returns {Promise<number>} the onset (ms, performance.now() time base): the following frame's
+ *   timestamp, but never earlier than the insertion.
  */
-export async function onsetAfterPaint(timers) {
-  await timers.nextFrame(); // before the paint that shows the images
-  return timers.nextFrame(); // after it
+export async function showAtNextFrame(timers, insert, now = () => globalThis.performance.now()) {
+  await timers.nextFrame(); // the frame that will paint the content first
+  insert();
+  const inserted = now();
+  const ts = await timers.nextFrame(); // the frame after that paint
+  return Math.max(ts, inserted);
 }
 
 /**

@@ -3,8 +3,8 @@
 // The server is authoritative: this page asks GET /next what to show and echoes trial_index;
 // it never chooses the order, the index or the condition. One trial:
 //   blank (>= timing.blank_ms, and until every image of the trial is decoded)
-//   -> insert all images at once -> onset = 2nd rAF (timing.js) -> buttons locked for
-//   timing.response_lock_ms -> one answer (click, tap or key) -> finishResponse() cancels every
+//   -> insert all images at once in the next rAF -> onset = the rAF after (timing.js)
+//   -> buttons locked for timing.response_lock_ms -> one answer (click, tap or key) -> finishResponse() cancels every
 //   timer/listener of the response phase -> answer stored in localStorage, then POSTed
 //   -> black frame on the chosen button and image -> after timing.choice_ms AND the server's
 //   acknowledgement, green frame on the correct image for timing.correct_ms -> blank.
@@ -14,7 +14,7 @@ import { createApi, EventBuffer, HttpError, uuid4 } from "./api.js";
 import { Preloader, createStage, prepareTrial, trialUrls } from "./display.js";
 import { createInput, keyLabels, normaliseKeys } from "./input.js";
 import { CancelledError, createTimers } from "./timers.js";
-import { onsetAfterPaint, roundMs, startFrameLoop } from "./timing.js";
+import { roundMs, showAtNextFrame, startFrameLoop } from "./timing.js";
 
 const DEFAULT_TIMING = Object.freeze({ choice_ms: 500, correct_ms: 1500, blank_ms: 100, response_lock_ms: 0 });
 const HEARTBEAT_MS = 15000;
@@ -349,9 +349,10 @@ async function main() {
     try {
       stage.setLocked(true);
       stageEl.dataset.phase = "locked";
-      stage.show(prepared); // one synchronous insertion of every decoded image
-      fitStage("trial");
-      onset = await onsetAfterPaint(t);
+      onset = await showAtNextFrame(t, () => {
+        stage.show(prepared); // one synchronous insertion of every decoded image
+        fitStage("trial");
+      });
       // A window that is already hidden or unfocused at onset counts as focus lost too.
       const away = document.visibilityState === "hidden" || !document.hasFocus();
       live = { trialIndex: trial.trial_index, focusLost: away, fullscreenExited: false };

@@ -9,11 +9,8 @@ localStorage after a reload.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -21,17 +18,8 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
+from tests.browser.conftest import browser_settings, free_port, serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ANSWER_NAMES = [f"{side} image, confidence {c}" for side in ("Upper", "Lower") for c in (1, 2, 3)]
 ANSWER_KEYS = ["Digit1", "Digit2", "Digit3", "KeyQ", "KeyW", "KeyE"]
 # Page states, read through the data-* hooks of templates/participant/task.html.
@@ -49,58 +37,16 @@ LEFT_TASK = "!document.querySelector('[data-task]')"
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
     """The demo experiment served by the real app on a free port."""
-    uvicorn = pytest.importorskip("uvicorn")
     from app.cli import setup_demo
-    from app.main import create_app
 
-    root = tmp_path_factory.mktemp("e2e")
-    port = _free_port()
-    settings = Settings(
-        env="test",
-        database_url=f"sqlite:///{root / 'e2e.sqlite3'}",
-        secret_key="test-" + "x" * 40,
-        stimuli_dir=root / "stimuli",
-        base_url=f"http://127.0.0.1:{port}",
-        log_level="WARNING",
-    )
+    port = free_port()
+    settings = browser_settings(tmp_path_factory.mktemp("e2e"), port, "e2e")
     link = setup_demo(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the app did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/s/{link.rstrip('/').rsplit('/', 1)[-1]}", settings
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture()
-def browser() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with serve_app(settings, port) as base:
+        yield f"{base}/s/{link.rstrip('/').rsplit('/', 1)[-1]}", settings
 
 
 def _wait_for_next(page: object) -> str:

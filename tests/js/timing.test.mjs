@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { createTimers } from "../../static/timers.js";
-import { FrameIntervalStats, onsetAfterPaint, roundMs, startFrameLoop } from "../../static/timing.js";
+import { FrameIntervalStats, roundMs, showAtNextFrame, startFrameLoop } from "../../static/timing.js";
 import { fakeClock, flush } from "./helpers.mjs";
 
 test("frame interval stats give mean and max of consecutive intervals", () => {
@@ -26,17 +26,48 @@ test("frame interval stats are null before two frames", () => {
   assert.deepEqual(s.summary(), { mean_ms: null, max_ms: null, n_intervals: 0 });
 });
 
-test("onset is the timestamp of the second animation frame after insertion", async () => {
+test("content is inserted in the next frame and onset is the frame after it", async () => {
   const clock = fakeClock();
   const t = createTimers(clock);
+  const inserted = [];
   let onset = null;
-  onsetAfterPaint(t).then((ts) => (onset = ts));
-  clock.frame(100); // before the paint that shows the images
+  showAtNextFrame(t, () => inserted.push("images"), () => 101).then((ts) => (onset = ts));
   await flush();
+  assert.deepEqual(inserted, []); // not before the frame that paints them
+  clock.frame(100); // that frame: insertion before its paint
+  await flush();
+  assert.deepEqual(inserted, ["images"]);
   assert.equal(onset, null);
   clock.frame(116.7); // the frame after that paint
   await flush();
   assert.equal(onset, 116.7);
+});
+
+test("onset is never earlier than the insertion when frame times are stale", async () => {
+  // A starved main thread: frames run late and back to back with stale begin times.
+  const clock = fakeClock();
+  const t = createTimers(clock);
+  let wall = 1000; // performance.now()
+  let onset = null;
+  showAtNextFrame(t, () => {}, () => wall).then((ts) => (onset = ts));
+  wall = 1018.5; // the 1st frame runs 18.5 ms late ...
+  clock.frame(998.3); // ... with the begin time of a frame that began before the blank ended
+  await flush();
+  wall = 1020;
+  clock.frame(998.4); // the 2nd frame's begin time precedes the insertion
+  await flush();
+  assert.equal(onset, 1018.5);
+});
+
+test("cancelling the group before the frame leaves the content out", async () => {
+  const clock = fakeClock();
+  const t = createTimers(clock);
+  const inserted = [];
+  const p = showAtNextFrame(t, () => inserted.push("images"), () => 0);
+  t.cancelAll();
+  clock.frame(16);
+  await assert.rejects(p, { name: "CancelledError" });
+  assert.deepEqual(inserted, []);
 });
 
 test("the frame loop records every frame until its group is cancelled", () => {

@@ -1,0 +1,83 @@
+"""Shared pieces of the browser tests: Debian's Chromium through playwright, and the real app
+served by uvicorn in a thread on a free port (each test module brings its own database)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def browser_settings(root: Path, port: int, name: str) -> Settings:
+    """Settings of a test server: its own SQLite file and blob store under `root`."""
+    return Settings(
+        env="test",
+        database_url=f"sqlite:///{root / f'{name}.sqlite3'}",
+        secret_key="test-" + "x" * 40,
+        stimuli_dir=root / "stimuli",
+        base_url=f"http://127.0.0.1:{port}",
+        log_level="WARNING",
+    )
+
+
+@contextmanager
+def serve_app(settings: Settings, port: int) -> Iterator[str]:
+    """Run `create_app(settings)` with uvicorn in a daemon thread; yield its base URL."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from app.main import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the app did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture()
+def browser() -> Iterator[Any]:
+    """Headless Chromium (skips when playwright or /usr/bin/chromium is missing)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
