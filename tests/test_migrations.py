@@ -124,10 +124,49 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
                 created_at=now,
             )
         )
+        conn.execute(
+            insert(meta.tables["scheduled_trial"]).values(
+                id=1,
+                participant_id=1,
+                trial_index=0,
+                block_index=0,
+                trial_kind="main",
+                condition="c",
+                reference_type="natural",
+                n_references=9,
+                grid_mode="min_max",
+                query_order="max_upper",
+                feedback=True,
+                display={},
+                skipped=False,
+            )
+        )
+        conn.execute(
+            insert(meta.tables["trial_response"]).values(
+                id=1,
+                participant_id=1,
+                scheduled_trial_id=1,
+                trial_index=0,
+                response_uuid="u",
+                response="upper",
+                confidence=3,
+                correct=True,
+                rt_ms=500.0,
+                focus_lost=False,
+                fullscreen_exited=False,
+                via_beacon=False,
+                received_at=now,
+            )
+        )
     upgrade(fresh_engine)
     meta = MetaData()
     meta.reflect(fresh_engine)
     with fresh_engine.connect() as conn:
         assert conn.execute(select(meta.tables["participant"].c.token)).scalars().all() == ["t"]
+        # Answers hang off participants (ON DELETE CASCADE): a table copy must not delete them.
+        assert conn.execute(
+            select(meta.tables["trial_response"].c.response_uuid)
+        ).scalars().all() == ["u"]
+        assert conn.execute(select(meta.tables["scheduled_trial"].c.id)).scalars().all() == [1]
         assert conn.execute(select(meta.tables["experiment"].c.slug)).scalars().all() == ["e"]
     downgrade(fresh_engine, "base")
