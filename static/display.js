@@ -20,7 +20,10 @@ import { backoffDelay } from "./api.js";
 
 /**
  * Loads and decodes images ahead of need: at most `concurrency` at a time, each retried with
- * backoff. get(url) moves a URL to the front of the queue.
+ * backoff. get(url) moves a URL to the front of the queue, and while any image asked for by
+ * get() is still loading, no merely wanted image starts: the trial about to be shown gets the
+ * whole connection (issue 6: on a cold 20 Mbit/s start, preloads of later trials sharing the
+ * bandwidth delayed the first trial by ~0.4 s).
  */
 export class Preloader {
   /**
@@ -81,8 +84,15 @@ export class Preloader {
     } else if (entry.state === "queued") {
       this.queue = [url, ...this.queue.filter((u) => u !== url)];
     }
+    if (entry.state !== "done") entry.needed = true;
     this.pump();
     return entry.promise;
+  }
+
+  /** True while an image asked for by get() is not decoded yet. */
+  neededPending() {
+    for (const e of this.entries.values()) if (e.needed && e.state !== "done") return true;
+    return false;
   }
 
   /** "queued" | "loading" | "waiting" (between retries) | "done" | undefined. */
@@ -93,8 +103,9 @@ export class Preloader {
 
   pump() {
     while (this.active < this.concurrency && this.queue.length > 0) {
-      const url = this.queue.shift();
-      const entry = this.entries.get(url);
+      const entry = this.entries.get(this.queue[0]);
+      if (entry && entry.state === "queued" && !entry.needed && this.neededPending()) return;
+      this.queue.shift();
       if (entry && entry.state === "queued") this.start(entry);
     }
   }

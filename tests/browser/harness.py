@@ -135,9 +135,15 @@ class Timing:
 
 
 def design_toml(
-    *, name: str, n_units: int, n_blocks: int, timing: Timing, encoding: str = "lossless"
+    *,
+    name: str,
+    n_units: int,
+    n_blocks: int,
+    timing: Timing,
+    encoding: str = "lossless",
+    reference_type: str = "natural",
 ) -> str:
-    """`n_blocks` main blocks of `n_units` natural 9 + 9 trials, trial-wise feedback, no breaks.
+    """`n_blocks` main blocks of `n_units` 9 + 9 trials, trial-wise feedback, no breaks.
 
     Block b draws every unit of the set once from its own list (`b0`, `b1`, ...: all the set's
     main units), so trials of later blocks show the images of the first block again. Each block
@@ -161,7 +167,7 @@ break_after = false
 seed = "timing"
 
 [conditions.natural]
-reference_type = "natural"
+reference_type = "{reference_type}"
 n_references = 9
 grid_mode = "min_max"
 

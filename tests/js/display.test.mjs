@@ -80,6 +80,21 @@ test("get() moves a queued image to the front and resolves when it is decoded", 
   assert.equal(got.src, "c");
 });
 
+test("wanted images wait while an image asked for by get() is still loading", async () => {
+  const imgs = fakeImages();
+  const p = new Preloader({ concurrency: 3, createImage: imgs.createImage, sleep: noSleep });
+  p.want(["a1", "a2", "b1", "b2"]); // a*: the trial about to be shown, b*: the next trial
+  const got = Promise.all([p.get("a1"), p.get("a2")]);
+  assert.deepEqual(imgs.started, ["a1", "a2", "b1"]); // b1 had started before get()
+  imgs.finish("a1");
+  await flush();
+  assert.deepEqual(imgs.started, ["a1", "a2", "b1"]); // a2 still loading: b2 waits
+  imgs.finish("a2");
+  await got;
+  await flush();
+  assert.deepEqual(imgs.started, ["a1", "a2", "b1", "b2"]);
+});
+
 test("want() skips URLs it already knows", () => {
   const imgs = fakeImages();
   const p = new Preloader({ concurrency: 6, createImage: imgs.createImage, sleep: noSleep });
