@@ -12,7 +12,9 @@ MAX_RT_MS = 3_600_000.0
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON value must have the documented type (no `false` or `"3"` for a number);
+    # these models are only parsed from JSON, where strict mode still reads UUID strings.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ResponseSubmit(_Strict):

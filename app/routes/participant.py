@@ -55,11 +55,33 @@ PLATFORM_PARAMS = (
 )
 
 
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace pydantic's local `#/$defs/...` references by the definitions themselves.
+
+    Inside an OpenAPI document `#/...` points at the document's root, where `$defs` does not
+    exist: nested models (EventBatch.events) were unresolvable for clients and fuzzers.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
 def _json_body_schema(model: type[Any]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": _inline_defs(model.model_json_schema())}},
         }
     }
 

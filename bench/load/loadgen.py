@@ -52,6 +52,7 @@ class Stats:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     retries: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_samples: list[str] = field(default_factory=list)
+    retry_samples: list[str] = field(default_factory=list)
     acked: list[tuple[str, int, str]] = field(default_factory=list)
     duplicate_acks: int = 0
     sessions_completed: int = 0
@@ -139,6 +140,8 @@ async def call(
             stats.error(name, f"gave up: {problem}")
             raise GiveUp(name)
         stats.retries[name] += 1
+        if len(stats.retry_samples) < 20:
+            stats.retry_samples.append(f"{name}: {problem}")
         await asyncio.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 2.0)
 
@@ -290,6 +293,7 @@ def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
         "errors": sum(stats.errors.values()),
         "retries": sum(stats.retries.values()),
         "error_samples": stats.error_samples,
+        "retry_samples": stats.retry_samples,
     }
 
 

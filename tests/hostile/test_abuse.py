@@ -563,3 +563,25 @@ def test_login_brute_force_is_throttled_even_for_the_right_password(
     assert unknown.status_code in (401, 429)
     if unknown.status_code == 401:
         assert "Wrong email or password." in unknown.text
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"rt_ms": False},
+        {"rt_ms": "812.5"},
+        {"answer_ms": True},
+        {"focus_lost": 1},
+        {"trial_index": 0.0},
+    ],
+)
+def test_values_of_the_wrong_json_type_are_not_coerced(
+    client: TestClient, db_session: Session, token: str, override: dict[str, Any]
+) -> None:
+    before = _count_rows(db_session)
+    _assert_error(
+        client.post(f"/api/p/{token}/responses", json={**answer(0), **override}),
+        422,
+        "invalid_input",
+    )
+    assert _count_rows(db_session) == before
