@@ -55,7 +55,22 @@ class EventSubmit(_Strict):
     ]
     client_ms: float | None = Field(default=None, ge=0, le=1e10, allow_inf_nan=False)
     trial_index: int | None = Field(default=None, ge=0, le=100_000)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        # What `_small` accepts, stated in the schema too (clients and fuzzers read it).
+        json_schema_extra={
+            "maxProperties": 16,
+            "propertyNames": {"maxLength": 40},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": 200},
+                    {"type": "number"},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                ]
+            },
+        },
+    )
 
     @field_validator("data")
     @classmethod
