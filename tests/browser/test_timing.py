@@ -35,7 +35,10 @@ from tests.browser.harness import (
 
 logger = logging.getLogger(__name__)
 
-pytestmark = pytest.mark.browser
+# Frame-accurate timing needs a CPU the browser gets: on a loaded 2-core machine timers fire late
+# and frames drop (see the failure messages, which split each bad interval into its causes). A
+# failed run is repeated up to twice; the thresholds themselves are never loosened.
+pytestmark = [pytest.mark.browser, pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 N_UNITS = 15
 N_BLOCKS = 3
