@@ -90,7 +90,7 @@ class Experiment(Base):
     title: Mapped[str] = mapped_column(String(200))
     stimulus_set_id: Mapped[int] = mapped_column(ForeignKey("stimulus_set.id"), index=True)
     design_name: Mapped[str] = mapped_column(String(80))
-    design_toml: Mapped[str] = mapped_column(Text)
+    design_toml: Mapped[str] = mapped_column(Text, deferred=True)
     """The design file as given (a preset's text for presets): the schedule's only source."""
     enrolled_count: Mapped[int] = mapped_column(default=0)
     """Participants enrolled so far; the next participant number (incremented under a row lock)."""

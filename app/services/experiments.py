@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
@@ -23,7 +22,7 @@ logger = logging.getLogger(__name__)
 Platform = Literal["prolific", "mturk", "lab"]
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
-_DESIGN_CACHE: OrderedDict[tuple[int, str], designs.Design] = OrderedDict()
+_DESIGN_CACHE: OrderedDict[tuple[int, str, str], designs.Design] = OrderedDict()
 
 
 def read_design_source(source: str) -> tuple[str, str]:
@@ -40,8 +39,8 @@ def read_design_source(source: str) -> tuple[str, str]:
 
 
 def design_of(experiment: Experiment) -> designs.Design:
-    """The experiment's parsed design (cached per experiment and text)."""
-    key = (experiment.id, hashlib.sha256(experiment.design_toml.encode()).hexdigest())
+    """The experiment's parsed design (cached: an experiment's design never changes)."""
+    key = (experiment.id, experiment.slug, experiment.created_at.isoformat())
     found = _DESIGN_CACHE.get(key)
     if found is None:
         found = designs.parse_design(experiment.design_toml, name=experiment.design_name)

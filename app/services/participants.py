@@ -6,7 +6,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, select
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 FEEDBACK_MAX_CHARS = 5000
+LAST_SEEN_RESOLUTION_S = 10
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 ACTIVE_STATUSES = ("enrolled", "consented", "in_progress", "completed")
 _PLATFORM_KEYS = {
@@ -327,23 +328,39 @@ def finish_instructions(participant: Participant) -> None:
         participant.last_seen_at = now
 
 
+def touch_last_seen(participant: Participant, now: datetime) -> None:
+    """Record that the participant is active; a write only when the stored time is stale.
+
+    Answers come every few seconds: updating the row on each would add a write per answer for
+    a value the console shows with LAST_SEEN_RESOLUTION_S precision anyway.
+    """
+    last = participant.last_seen_at
+    if last is not None and last.tzinfo is None:  # SQLite returns naive UTC datetimes
+        last = last.replace(tzinfo=UTC)
+    if last is None or (now - last).total_seconds() >= LAST_SEEN_RESOLUTION_S:
+        participant.last_seen_at = now
+
+
 def done_count(session: Session, participant_id: int) -> int:
-    """Trials answered or skipped (unneeded practice attempts): the index of the current trial."""
+    """Trials answered or skipped (unneeded practice attempts): the index of the current trial.
+
+    Skipped attempts always directly follow the answered trials, so the two counts add up to
+    the current index. Two index-only counts: an OR with EXISTS made Postgres hash every stored
+    answer of the database on each call (3 ms at 15k answers, growing with the study).
+    """
     answered = (
-        select(TrialResponse.id)
-        .where(TrialResponse.scheduled_trial_id == ScheduledTrial.id)
-        .exists()
+        select(func.count())
+        .select_from(TrialResponse)
+        .where(TrialResponse.participant_id == participant_id)
+        .scalar_subquery()
     )
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(ScheduledTrial)
-            .where(
-                ScheduledTrial.participant_id == participant_id, ScheduledTrial.skipped | answered
-            )
-        )
-        or 0
+    skipped = (
+        select(func.count())
+        .select_from(ScheduledTrial)
+        .where(ScheduledTrial.participant_id == participant_id, ScheduledTrial.skipped.is_(True))
+        .scalar_subquery()
     )
+    return session.scalar(select(answered + skipped)) or 0
 
 
 def pending_rating(

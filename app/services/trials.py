@@ -18,7 +18,7 @@ from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialRespo
 from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
-from app.services.participants import done_count, scheduled_values, set_lookup
+from app.services.participants import done_count, scheduled_values, set_lookup, touch_last_seen
 from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of
 
@@ -275,7 +275,7 @@ def record_response(
         if earlier is not None:
             return earlier
         raise OutOfOrder(f"trial {submit.trial_index} was answered already") from None
-    participant.last_seen_at = now
+    touch_last_seen(participant, now)
     # Only this answer changed the count: a rival insert for this trial fails on the unique key.
     return Recorded(response, trial, duplicate=False, n_done=n_answered + 1)
 
