@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Engine, Insert, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -81,6 +82,19 @@ def _configure_sqlite(engine: Engine) -> None:
         # Read-only users (schema checks, test fixtures) may ask for a deferred BEGIN.
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+
+
+def insert_ignoring_conflicts(table: Table, dialect: str) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` for PostgreSQL and SQLite (both support it).
+
+    A unique violation then stores nothing and reports rowcount 0 instead of aborting the
+    transaction, so no savepoint (two extra round trips) is needed around the insert.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"unsupported database {dialect!r}")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

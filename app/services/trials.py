@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import designs
-from app.db import utc_now
+from app.db import insert_ignoring_conflicts, utc_now
 from app.errors import OutOfOrder, SessionUnavailable
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
 from app.schedule import BlockSpec, Schedule, TrialKind
@@ -242,39 +241,40 @@ def record_response(
         raise
     correct_response = "upper" if trial.query_order == "max_upper" else "lower"
     now = received_at or utc_now()
-    response = TrialResponse(
-        participant_id=participant.id,
-        scheduled_trial_id=trial.id,
-        trial_index=trial.trial_index,
-        response_uuid=str(submit.response_uuid),
-        response=submit.response,
-        confidence=submit.confidence,
-        correct=submit.response == correct_response,
-        rt_ms=submit.rt_ms,
-        onset_ms=submit.onset_ms,
-        answer_ms=submit.answer_ms,
-        frame_interval_mean_ms=submit.frame_interval_mean_ms,
-        frame_interval_max_ms=submit.frame_interval_max_ms,
-        viewport_w_px=submit.viewport_w_px,
-        viewport_h_px=submit.viewport_h_px,
-        device_pixel_ratio=submit.device_pixel_ratio,
-        focus_lost=submit.focus_lost,
-        fullscreen_exited=submit.fullscreen_exited,
-        input_kind=submit.input,
-        via_beacon=via_beacon,
-        received_at=now,
-    )
-    nested = session.begin_nested()
-    session.add(response)
-    try:
-        nested.commit()
-    except IntegrityError:
-        # A concurrent request stored this trial first (same uuid: duplicate; else conflict).
-        nested.rollback()
+    values = {
+        "participant_id": participant.id,
+        "scheduled_trial_id": trial.id,
+        "trial_index": trial.trial_index,
+        "response_uuid": str(submit.response_uuid),
+        "response": submit.response,
+        "confidence": submit.confidence,
+        "correct": submit.response == correct_response,
+        "rt_ms": submit.rt_ms,
+        "onset_ms": submit.onset_ms,
+        "answer_ms": submit.answer_ms,
+        "frame_interval_mean_ms": submit.frame_interval_mean_ms,
+        "frame_interval_max_ms": submit.frame_interval_max_ms,
+        "viewport_w_px": submit.viewport_w_px,
+        "viewport_h_px": submit.viewport_h_px,
+        "device_pixel_ratio": submit.device_pixel_ratio,
+        "focus_lost": submit.focus_lost,
+        "fullscreen_exited": submit.fullscreen_exited,
+        "input_kind": submit.input,
+        "via_beacon": via_beacon,
+        "received_at": now,
+    }
+    # The unique keys (participant, trial) and (response_uuid) decide: a concurrent request that
+    # stored this trial first makes this insert store nothing.
+    dialect = session.get_bind().dialect.name
+    stmt = insert_ignoring_conflicts(TrialResponse.__table__, dialect)
+    stored_id = session.execute(stmt.returning(TrialResponse.__table__.c.id), values).scalar()
+    if stored_id is None:
         earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
         if earlier is not None:
             return earlier
-        raise OutOfOrder(f"trial {submit.trial_index} was answered already") from None
+        raise OutOfOrder(f"trial {submit.trial_index} was answered already")
+    # The acknowledgement needs the stored values only; the row itself is not loaded back.
+    response = TrialResponse(id=stored_id, **values)
     touch_last_seen(participant, now)
     # Only this answer changed the count: a rival insert for this trial fails on the unique key.
     return Recorded(response, trial, duplicate=False, n_done=n_answered + 1)
