@@ -461,6 +461,10 @@ def demo(
     typer.echo(
         f"Prolific-style:   {_link(settings, link)}?PROLIFIC_PID=demo-participant&STUDY_ID=s&SESSION_ID=x"
     )
+    typer.echo(f"dashboard:        {settings.base_url.rstrip('/')}/dashboard")
+    typer.echo(
+        "                  (log in after `psychvis users create you@example.org --role admin`)"
+    )
     typer.echo(f"API docs:         {settings.base_url.rstrip('/')}/api/docs")
     if serve_:
         serve(host=host, port=port, workers=1)
