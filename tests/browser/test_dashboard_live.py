@@ -5,12 +5,8 @@ same server) enrols, answers and finishes."""
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
+from tests.browser.conftest import free_port, serve_app
 
 pytestmark = pytest.mark.browser
 
@@ -29,60 +26,10 @@ SCREENSHOT = os.environ.get("PSYCHVIS_DASHBOARD_SCREENSHOT")
 """When set, the dashboard's screenshot is written there (for looking at the layout)."""
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve_app(settings: Settings, port: int) -> Iterator[str]:
-    """Run `create_app(settings)` with uvicorn in a daemon thread; yield its base URL."""
-    import uvicorn
-
-    from app.main import create_app
-
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the app did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture()
-def chromium() -> Iterator[Any]:
-    """Headless Debian Chromium through playwright (skipped when either is missing)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def chromium(browser: Any) -> Any:
+    """Headless Debian Chromium (the shared `browser` fixture of tests/browser/conftest.py)."""
+    return browser
 
 
 @pytest.fixture()
