@@ -88,7 +88,7 @@ def _page(
     status_code: int = 200,
 ) -> Response:
     current = web_session(request)
-    response = templates.TemplateResponse(
+    response: Response = templates.TemplateResponse(
         request,
         f"dashboard/{name}",
         {**context, "user": user, "csrf_token": current.csrf, "csrf_field": CSRF_FIELD},

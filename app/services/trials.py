@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from app import designs
@@ -266,8 +266,9 @@ def record_response(
     # The unique keys (participant, trial) and (response_uuid) decide: a concurrent request that
     # stored this trial first makes this insert store nothing.
     dialect = session.get_bind().dialect.name
-    stmt = insert_ignoring_conflicts(TrialResponse.__table__, dialect)
-    stored_id = session.execute(stmt.returning(TrialResponse.__table__.c.id), values).scalar()
+    table = cast(Table, TrialResponse.__table__)
+    stmt = insert_ignoring_conflicts(table, dialect).returning(table.c.id)
+    stored_id = session.execute(stmt, values).scalar()
     if stored_id is None:
         earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
         if earlier is not None:

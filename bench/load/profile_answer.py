@@ -120,7 +120,9 @@ def main(
         total += 1
     profiler.disable()
     elapsed = time.perf_counter() - start
-    typer.echo(f"SQL statements for one answer (BEGIN, COMMIT and the pool pre-ping not shown): {len(one_answer)}")
+    typer.echo(
+        f"SQL statements for one answer (BEGIN, COMMIT and the pool pre-ping not shown): {len(one_answer)}"
+    )
     for s in one_answer:
         typer.echo(f"  {s}")
     typer.echo(f"{total} answers in {elapsed:.2f} s: {total / elapsed:.0f} answers/s on one thread")
