@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -360,20 +359,43 @@ def users_create(
     ] = False,
 ) -> None:
     """Create a dashboard account (the password is asked twice, hidden; there is no default)."""
-    import sys
-
     from app.services.auth import create_user
 
     if role not in ("experimenter", "admin"):
         _fail("--role must be experimenter or admin")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     with _db() as session:
         user = create_user(session, email, password, role)  # type: ignore[arg-type]
         session.commit()
         typer.echo(f"created {user.role} {user.email}")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Replace an account's password (ends its dashboard logins): the admin's reset."""
+    from app.services.auth import get_user_by_email, set_password
+
+    password = _read_password(password_stdin)
+    with _db() as session:
+        user = get_user_by_email(session, email)
+        set_password(user, password)
+        session.commit()
+        typer.echo(f"password changed for {user.email}")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A password from stdin (one line) or asked twice with hidden input; never a default."""
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
 @users_app.command("list")
@@ -494,10 +516,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
     )
-
-
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 @app.command("analyze")

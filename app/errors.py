@@ -25,10 +25,6 @@ class OutOfOrder(Conflict):
     code = "out_of_order"
 
 
-class AlreadyEnrolled(Conflict):
-    code = "already_enrolled"
-
-
 class SessionUnavailable(AppError):
     """The launched session is paused, closed or full."""
 

@@ -58,6 +58,28 @@ def test_users_create_list_and_owner(cli_env: str, tmp_path: Path) -> None:
     bad_role = runner.invoke(app, ["users", "create", "r@example.org", "--role", "root"])
     assert bad_role.exit_code == 1
 
+    reset = runner.invoke(
+        app,
+        ["users", "set-password", "EXP@example.org", "--password-stdin"],
+        input="a new secret pw\n",
+    )
+    assert reset.exit_code == 0, reset.output
+    too_short = runner.invoke(
+        app, ["users", "set-password", "exp@example.org", "--password-stdin"], input="short\n"
+    )
+    assert too_short.exit_code == 1 and "at least 10 characters" in too_short.output
+    nobody = runner.invoke(
+        app, ["users", "set-password", "nobody@example.org", "--password-stdin"], input="x" * 12
+    )
+    assert nobody.exit_code == 1 and "no account" in nobody.output
+    engine = make_engine(cli_env)
+    with make_sessionmaker(engine)() as session:
+        user = session.scalar(select(User).where(User.email == "exp@example.org"))
+        assert user is not None
+        assert verify_password(user.password_hash, "a new secret pw")
+        assert not verify_password(user.password_hash, "piped secret pw")
+    engine.dispose()
+
     listing = runner.invoke(app, ["users", "list"])
     assert listing.stdout.splitlines() == [
         "admin@example.org\tadmin\tactive",
@@ -100,7 +122,7 @@ def test_users_create_list_and_owner(cli_env: str, tmp_path: Path) -> None:
     engine = make_engine(cli_env)
     with make_sessionmaker(engine)() as session:
         user = session.scalar(select(User).where(User.email == "exp@example.org"))
-        assert user is not None and verify_password(user.password_hash, "piped secret pw")
+        assert user is not None and verify_password(user.password_hash, "a new secret pw")
         experiment = session.scalar(select(Experiment).where(Experiment.slug == "e1"))
         assert experiment is not None and experiment.owner_id == user.id
     engine.dispose()
