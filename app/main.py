@@ -23,43 +23,15 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import (
     AppError,
-    Conflict,
-    DesignInvalid,
-    Forbidden,
-    InvalidInput,
-    ManifestInvalid,
     NotAuthenticated,
-    NotFound,
-    SessionUnavailable,
-    TooManyAttempts,
-    UnsupportedMediaType,
 )
 from app.log import configure_logging
 from app.migrate import assert_schema_current
 from app.routes import dashboard, images, participant
+from app.routes.deps import status_for
 from app.templating import make_templates
 
 logger = logging.getLogger(__name__)
-
-STATUS_BY_ERROR: list[tuple[type[AppError], int]] = [
-    (NotFound, 404),
-    (NotAuthenticated, 401),
-    (Forbidden, 403),
-    (TooManyAttempts, 429),
-    (Conflict, 409),
-    (SessionUnavailable, 410),
-    (UnsupportedMediaType, 415),
-    (ManifestInvalid, 422),
-    (DesignInvalid, 422),
-    (InvalidInput, 422),
-]
-
-
-def status_for(exc: AppError) -> int:
-    for cls, status in STATUS_BY_ERROR:
-        if isinstance(exc, cls):
-            return status
-    return 400
 
 
 def _wants_json(request: Request) -> bool:

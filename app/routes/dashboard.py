@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import designs
 from app.db import utc_now
-from app.errors import AppError, Conflict, InvalidInput, NotFound, TooManyAttempts
+from app.errors import AppError, InvalidInput, NotFound, TooManyAttempts
 from app.export_format import (
     CODEBOOK,
     EVENT_CODEBOOK,
@@ -53,6 +53,7 @@ from app.routes.deps import (
     clear_web_session,
     login_session,
     save_web_session,
+    status_for,
     web_session,
 )
 from app.services import audit, auth, export, monitor
@@ -288,7 +289,7 @@ def stimuli_import(
                 "error": exc.detail,
             },
             user,
-            status_code=422 if not isinstance(exc, Conflict) else 409,
+            status_code=status_for(exc),
         )
     audit.record(session, user, "stimulus_set.import", target=imported.slug)
     session.commit()
@@ -429,7 +430,7 @@ async def experiment_create(
             "experiment_new.html",
             {"sets": sets, "presets": designs.preset_names(), "error": exc.detail, "form": values},
             user,
-            status_code=409 if isinstance(exc, Conflict) else 422,
+            status_code=status_for(exc),
         )
     session.commit()
     return _see_other(f"/dashboard/experiments/{experiment.slug}")
@@ -926,7 +927,7 @@ def user_create(
             "users.html",
             {"users": auth.list_users(session), "error": exc.detail},
             user,
-            status_code=409 if isinstance(exc, Conflict) else 422,
+            status_code=status_for(exc),
         )
     audit.record(session, user, "user.create", target=f"user {created.id}")
     session.commit()

@@ -17,7 +17,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app.config import Settings
-from app.errors import Forbidden, NotAuthenticated, NotFound, UnsupportedMediaType
+from app.errors import (
+    AppError,
+    Conflict,
+    DesignInvalid,
+    Forbidden,
+    InvalidInput,
+    ManifestInvalid,
+    NotAuthenticated,
+    NotFound,
+    SessionUnavailable,
+    TooManyAttempts,
+    UnsupportedMediaType,
+)
 from app.models import Participant, User
 
 TOKEN_MAX_LEN = 64
@@ -233,3 +245,25 @@ async def get_admin_posting(request: Request, user: AdminDep) -> User:
 
 ExperimenterPostDep = Annotated[User, Depends(get_experimenter_posting)]
 AdminPostDep = Annotated[User, Depends(get_admin_posting)]
+
+
+# Domain errors -> HTTP statuses: the one mapping the handlers and the form pages share.
+STATUS_BY_ERROR: list[tuple[type[AppError], int]] = [
+    (NotFound, 404),
+    (NotAuthenticated, 401),
+    (Forbidden, 403),
+    (TooManyAttempts, 429),
+    (Conflict, 409),
+    (SessionUnavailable, 410),
+    (UnsupportedMediaType, 415),
+    (ManifestInvalid, 422),
+    (DesignInvalid, 422),
+    (InvalidInput, 422),
+]
+
+
+def status_for(exc: AppError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400
