@@ -345,7 +345,5 @@ def record_events(session: Session, participant: Participant, batch: EventBatch)
                 received_at=now,
             )
         )
-    session.execute(
-        update(Participant).where(Participant.id == participant.id).values(last_seen_at=now)
-    )
+    touch_last_seen(participant, now)
     return len(batch.events)
