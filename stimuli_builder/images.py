@@ -162,11 +162,24 @@ class BytesDataset(Dataset[tuple[int, torch.Tensor, bool]]):
 
 def collate_items(
     items: list[tuple[int, torch.Tensor, bool]],
-) -> tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor, torch.Tensor]:
-    """Stack crops (equal shapes) or keep a list of byte buffers (ragged)."""
+) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], torch.Tensor]:
+    """Stack crops (equal shapes), or pack ragged byte buffers into one flat tensor.
+
+    Returns ``(indices, data, ok)``. Byte buffers travel from a worker to the main process as
+    two tensors (the concatenated bytes and their lengths, see :func:`unpack_buffers`), not as
+    one shared-memory tensor per image: receiving 512 small tensors cost the main process
+    ~0.2 ms each on a 16-core GPU machine.
+    """
     idx = torch.tensor([i for i, _, _ in items], dtype=torch.long)
     ok = torch.tensor([o for _, _, o in items], dtype=torch.bool)
     tensors = [t for _, t, _ in items]
     if all(t.dim() == 3 for t in tensors):
         return idx, torch.stack(tensors), ok
-    return idx, tensors, ok
+    lengths = torch.tensor([t.numel() for t in tensors], dtype=torch.long)
+    return idx, [torch.cat(tensors) if tensors else torch.zeros(0, dtype=torch.uint8), lengths], ok
+
+
+def unpack_buffers(packed: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The per-image byte buffers of a packed batch (views, no copies)."""
+    flat, lengths = packed
+    return list(torch.split(flat, lengths.tolist()))

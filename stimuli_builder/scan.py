@@ -14,8 +14,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from stimuli_builder.images import (
     center_crop_box,
     collate_items,
     resize_size,
+    unpack_buffers,
 )
 from stimuli_builder.nets import Net, capture_outputs, forward_until
 
@@ -80,6 +81,9 @@ def _decode_on_device(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode JPEG/PNG bytes with torchvision.io (nvJPEG on CUDA), resize and crop on ``device``.
 
+    Images of the same size are resized together (one interpolation per distinct size, not
+    per image): ImageNet's validation images come in a few dozen sizes.
+
     Returns:
         uint8 [B, 3, crop, crop] on ``device`` and a bool [B] "decoded" mask.
     """
@@ -106,22 +110,41 @@ def _decode_on_device(
                 logger.warning("skipping undecodable image (batch item %d): %s", i, exc)
     out = torch.zeros(len(buffers), 3, crop_px, crop_px, dtype=torch.uint8, device=device)
     ok = torch.zeros(len(buffers), dtype=torch.bool)
+    by_size: dict[tuple[int, int], list[int]] = {}
     for i, img in enumerate(decoded):
-        if img is None:
-            continue
-        _, h, w = img.shape
+        if img is not None and img.shape[1] > 0 and img.shape[2] > 0:
+            by_size.setdefault((img.shape[1], img.shape[2]), []).append(i)
+    for (h, w), rows in by_size.items():
+        x = torch.stack([decoded[i] for i in rows]).float()  # type: ignore[misc]
         nw, nh = resize_size(w, h, resize_px)
-        x = img.unsqueeze(0).float()
         if (nw, nh) != (w, h):
             x = F.interpolate(
                 x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
             )
         if nw < crop_px or nh < crop_px:
-            continue
+            # like load_crop (and torchvision's CenterCrop): pad with zeros around the centre
+            pw, ph = max(0, crop_px - nw), max(0, crop_px - nh)
+            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+            nh, nw = x.shape[2], x.shape[3]
         left, top, right, bottom = center_crop_box(nw, nh, crop_px)
-        out[i] = x[0, :, top:bottom, left:right].round_().clamp_(0, 255).to(torch.uint8)
-        ok[i] = True
+        crops = x[:, :, top:bottom, left:right].round_().clamp_(0, 255).to(torch.uint8)
+        index = torch.tensor(rows, device=device)
+        out.index_copy_(0, index, crops)
+        ok[rows] = True
     return out, ok
+
+
+@contextmanager
+def exact_fp32() -> Iterator[None]:
+    """fp32 means fp32: no TF32 tensor-core rounding (PyTorch allows it for cuDNN convolutions
+    by default, which moved activations by ~1e-3 and reordered near-tied exemplars between CPU
+    and GPU scans). bf16/fp16 scans are the fast mode."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
 
 
 class LayerReducer:
@@ -145,7 +168,7 @@ class LayerReducer:
         amp = (
             torch.autocast(device_type=x.device.type, dtype=self.dtype)
             if self.dtype is not None
-            else nullcontext()
+            else exact_fp32()
         )
         with amp:
             forward_until(self.net.model, x, store)
@@ -299,7 +322,7 @@ def scan_folder(
                     assert isinstance(data, torch.Tensor)
                     x = data.to(device, non_blocking=True)
                 else:
-                    bufs = data if isinstance(data, list) else list(data)
+                    bufs = unpack_buffers(data)
                     x, ok_dec = _decode_on_device(bufs, device, cfg.resize_px, cfg.crop_px)
                     ok = ok & ok_dec
                 reduced = reducer(x, store)
@@ -340,7 +363,9 @@ def scan_folder(
     stats.skipped_files = [files[i] for i in sorted(skipped)]
     stats.seconds = time.perf_counter() - t_start
     if cfg.precision != "fp32" and cfg.agreement_images > 0:
-        stats.agreement = precision_agreement(net, layers, root, files, out_dir, cfg, skipped)
+        stats.agreement = precision_agreement(
+            net, layers, root, files, out_dir, cfg, skipped, decoder
+        )
     if stats.n_skipped == n:
         raise DatasetError(f"none of the {n} images under {root} could be decoded")
     write_json_atomic(
@@ -402,16 +427,25 @@ def precision_agreement(
     out_dir: Path,
     cfg: ScanConfig,
     skipped: set[int],
+    decoder: str = "pil",
 ) -> dict[str, Any]:
-    """Rescan the first ``cfg.agreement_images`` images in fp32 and compare rankings per layer."""
+    """Rescan the first ``cfg.agreement_images`` images in fp32 and compare rankings per layer.
+
+    The images are decoded as the scan decoded them, so only the precision differs.
+    """
     n = min(cfg.agreement_images, len(files))
     keep = [i for i in range(n) if i not in skipped]
-    ds = CropDataset(root, files, cfg.resize_px, cfg.crop_px, cfg.draft)
+    crops = CropDataset(root, files, cfg.resize_px, cfg.crop_px, cfg.draft)
+    raw = BytesDataset(root, files)
     reducer = LayerReducer(net, layers, cfg, "fp32")
     ref: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     with capture_outputs(net.model, reducer.modules) as store, torch.inference_mode():
         for batch in _batches(range(len(keep)), cfg.batch_size):
-            x = torch.stack([ds[keep[i]][1] for i in batch]).to(net.device)
+            if decoder == "pil":
+                x = torch.stack([crops[keep[i]][1] for i in batch]).to(net.device)
+            else:
+                bufs = [raw[keep[i]][1] for i in batch]
+                x, _ok = _decode_on_device(bufs, net.device, cfg.resize_px, cfg.crop_px)
             for layer, (mean_t, _max_t) in reducer(x, store).items():
                 ref[layer].append(mean_t.cpu().numpy())
     result: dict[str, Any] = {"n_images": len(keep), "precision": cfg.precision, "layers": {}}

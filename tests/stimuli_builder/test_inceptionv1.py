@@ -12,7 +12,13 @@ from conftest import make_image_folder
 from stimuli_builder.config import RenderConfig, build_config
 from stimuli_builder.errors import ModelError
 from stimuli_builder.featurevis import RenderTarget, render_batch
-from stimuli_builder.nets import count_forward_hooks, load_model, run_capture
+from stimuli_builder.nets import (
+    band_local_response_norm,
+    count_forward_hooks,
+    load_model,
+    run_capture,
+    use_lucent_layers,
+)
 from stimuli_builder.pipeline import run_scan, step_hashes
 from stimuli_builder.scan import load_scan
 
@@ -57,3 +63,29 @@ def test_scan_and_render_run_on_inceptionv1(inception: object, tmp_path: Path) -
     res = render_batch(inception, [RenderTarget("mixed4a:501", "mixed4a", 501, 1)], rcfg, seed=0)  # type: ignore[arg-type]
     assert res[0].images.shape == (2, 3, 56, 56)
     assert count_forward_hooks(inception.model) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("size", "alpha", "beta", "k"), [(9, 1e-4, 0.5, 1.0), (4, 2e-3, 0.75, 2.0)]
+)
+def test_band_lrn_equals_torch_local_response_norm(
+    size: int, alpha: float, beta: float, k: float
+) -> None:
+    x = torch.randn(2, 19, 7, 5) * 30
+    expected = torch.nn.functional.local_response_norm(x, size, alpha, beta, k)
+    torch.testing.assert_close(band_local_response_norm(x, size, alpha, beta, k), expected)
+
+
+def test_inceptionv1_fast_layers_equal_lucents_forward_and_gradient() -> None:
+    net = load_model("inceptionv1", "random", torch.device("cpu"), seed=0)
+    model = net.model.double()
+    x = torch.rand(1, 3, 224, 224, dtype=torch.float64)
+    fast_in = x.clone().requires_grad_(True)
+    fast = model(net.input_transform_f(fast_in))
+    fast.sum().backward()
+    use_lucent_layers(model)
+    slow_in = x.clone().requires_grad_(True)
+    slow = model(net.input_transform_f(slow_in))
+    slow.sum().backward()
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(fast_in.grad, slow_in.grad)
