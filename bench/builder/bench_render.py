@@ -20,7 +20,7 @@ import torch
 
 from stimuli_builder.config import RenderConfig
 from stimuli_builder.featurevis import RenderTarget, choose_groups_per_batch, render_batch
-from stimuli_builder.nets import count_forward_hooks, load_model
+from stimuli_builder.nets import count_forward_hooks, load_model, use_fast_layers, use_lucent_layers
 from stimuli_builder.presets import paper_exp1
 
 
@@ -75,32 +75,9 @@ def lucent_baseline(net, steps: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--groups", type=int, default=0, help="groups per batch; 0 = from free memory")
-    ap.add_argument("--precision", default="fp32")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = load_model("inceptionv1", "random", device, seed=0)
-    result: dict[str, object] = {
-        "device": torch.cuda.get_device_name()
-        if device.type == "cuda"
-        else f"cpu x{os.cpu_count()}",
-        "steps": args.steps,
-        "torch": torch.__version__,
-    }
-    result["lucent_render_vis_batch10"] = lucent_baseline(net, args.steps)
-    cfg = RenderConfig(steps=args.steps, groups_per_batch=args.groups, precision=args.precision)
-    # like for like with the baseline: every group targets a mixed4b unit (the forward pass
-    # stops after mixed4b for both); a batch of shallower units would run faster.
-    units = [u for u in paper_exp1() if "main" in u.roles and u.layer == "mixed4b"]
-    targets = [
-        RenderTarget(f"{u.layer}:{u.channel}", u.layer, u.channel, s)
-        for u in units
-        for s in (1, -1)
-    ]
+def ours(net, cfg: RenderConfig, targets: list[RenderTarget], steps: int) -> dict[str, object]:
+    """Our batched renderer: groups from free memory (or --groups), image-steps per second."""
+    device = net.device
     groups = choose_groups_per_batch(net, targets, cfg, seed=0)
     batch = (
         targets[:groups]
@@ -113,10 +90,10 @@ def main() -> None:
     render_batch(net, batch, cfg, seed=0, steps=1)  # warm-up
     sync(device)
     t = time.perf_counter()
-    render_batch(net, batch, cfg, seed=0)
+    render_batch(net, batch, cfg, seed=0, steps=steps)
     sync(device)
-    sec = (time.perf_counter() - t) / args.steps
-    ours = {
+    sec = (time.perf_counter() - t) / steps
+    out: dict[str, object] = {
         "groups": len(batch),
         "images": len(batch) * cfg.n_images,
         "ms_per_step": 1e3 * sec,
@@ -125,10 +102,79 @@ def main() -> None:
         "layers_in_batch": sorted({t.layer for t in batch}),
     }
     if device.type == "cuda":
-        ours["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    result["ours_batched"] = ours
+        out["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def profile_steps(net, cfg: RenderConfig, targets: list[RenderTarget], path: Path) -> None:
+    """torch.profiler table of 3 render steps (the kernels that take the time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if net.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    render_batch(net, targets, cfg, seed=0, steps=1)
+    with profile(activities=activities) as prof:
+        render_batch(net, targets, cfg, seed=0, steps=3)
+        sync(net.device)
+    keys = ["self_device_time_total", "self_cuda_time_total"] if net.device.type == "cuda" else []
+    for key in [*keys, "self_cpu_time_total"]:
+        try:
+            path.write_text(prof.key_averages().table(sort_by=key, row_limit=25))
+            return
+        except (AttributeError, KeyError, ValueError):
+            continue
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--groups", type=int, default=0, help="groups per batch; 0 = from free memory")
+    ap.add_argument(
+        "--variants",
+        default="fp32:fast",
+        help="comma-separated precision:layers of our renderer (layers: fast = band-matrix LRN "
+        "and mask-free RedirectedReLU, lucent = lucent's own), e.g. fp32:fast,bf16:fast,fp32:lucent",
+    )
+    ap.add_argument("--profile", type=Path, help="write a kernel profile of 3 steps here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = load_model("inceptionv1", "random", device, seed=0)
+    result: dict[str, object] = {
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu x{os.cpu_count()}",
+        "steps": args.steps,
+        "torch": torch.__version__,
+    }
+    # The baseline is lucent as shipped: its own layers (avg_pool3d LRN, masked RedirectedReLU)
+    # and render_vis.
+    use_lucent_layers(net.model)
+    result["lucent_render_vis_batch10"] = lucent_baseline(net, args.steps)
     base = result["lucent_render_vis_batch10"]["image_steps_per_s"]  # type: ignore[index]
-    result["speedup"] = ours["image_steps_per_s"] / base
+    # like for like with the baseline: every group targets a mixed4b unit (the forward pass
+    # stops after mixed4b for both); a batch of shallower units would run faster.
+    units = [u for u in paper_exp1() if "main" in u.roles and u.layer == "mixed4b"]
+    targets = [
+        RenderTarget(f"{u.layer}:{u.channel}", u.layer, u.channel, s)
+        for u in units
+        for s in (1, -1)
+    ]
+    for variant in args.variants.split(","):
+        precision, layers = variant.split(":")
+        (use_fast_layers if layers == "fast" else use_lucent_layers)(net.model)
+        cfg = RenderConfig(steps=args.steps, groups_per_batch=args.groups, precision=precision)
+        entry = ours(net, cfg, targets, args.steps)
+        entry["speedup"] = entry["image_steps_per_s"] / base  # type: ignore[operator]
+        result[f"ours_{precision}_{layers}_layers"] = entry
+        logging.info("%s: %s", variant, entry)
+    if args.profile:
+        use_fast_layers(net.model)
+        cfg = RenderConfig(steps=3, groups_per_batch=16 if device.type == "cuda" else 1)
+        profile_steps(
+            net, cfg, targets[:16] if device.type == "cuda" else targets[:1], args.profile
+        )
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/render.json").write_text(json.dumps(result, indent=1))
     sys.stdout.write(json.dumps(result, indent=1) + "\n")

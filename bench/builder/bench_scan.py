@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stimuli_builder.config import ScanConfig
 from stimuli_builder.images import list_images
-from stimuli_builder.nets import capture_outputs, load_model
+from stimuli_builder.nets import capture_outputs, load_model, use_fast_layers, use_lucent_layers
 from stimuli_builder.scan import LayerReducer, scan_folder
 
 logger = logging.getLogger("bench.scan")
@@ -40,22 +40,35 @@ LAYERS = [
 ]
 
 
-def make_folder(root: Path, n: int, seed: int = 0) -> Path:
-    """n ImageNet-sized (500x375 / 375x500) JPEGs with photo-like structure (smooth + noise)."""
+def _make_image(args: tuple[Path, int, int]) -> None:
+    """One ImageNet-sized (500x375 or 375x500) JPEG with photo-like structure, seeded by index."""
+    root, seed, i = args
+    rng = np.random.default_rng((seed, i))
+    base = np.random.default_rng((seed, i % 8, 1)).normal(0, 1, (47, 63, 3))
+    w, h = (500, 375) if i % 4 else (375, 500)
+    small = base + rng.normal(0, 0.5, base.shape)
+    img = Image.fromarray(np.clip(128 + 60 * small, 0, 255).astype(np.uint8)).resize(
+        (w, h), Image.BICUBIC
+    )
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 8, (h, w, 3))
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+        root / f"ILSVRC2012_val_{i:08d}.JPEG", quality=90
+    )
+
+
+def make_folder(root: Path, n: int, seed: int = 0, workers: int = 1) -> Path:
+    """n ImageNet-sized JPEGs (smooth + noise); existing ones are kept, generated in parallel."""
     root.mkdir(parents=True, exist_ok=True)
     have = len(list(root.glob("*.JPEG")))
-    rng = np.random.default_rng(seed)
-    base = [rng.normal(0, 1, (47, 63, 3)) for _ in range(8)]
-    for i in range(have, n):
-        w, h = (500, 375) if i % 4 else (375, 500)
-        small = base[i % 8] + rng.normal(0, 0.5, base[0].shape)
-        img = Image.fromarray(np.clip(128 + 60 * small, 0, 255).astype(np.uint8)).resize(
-            (w, h), Image.BICUBIC
-        )
-        arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 8, (h, w, 3))
-        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
-            root / f"ILSVRC2012_val_{i:08d}.JPEG", quality=90
-        )
+    jobs = [(root, seed, i) for i in range(have, n)]
+    if workers > 1 and len(jobs) > 64:
+        from multiprocessing import Pool
+
+        with Pool(workers) as pool:
+            pool.map(_make_image, jobs, chunksize=64)
+    else:
+        for job in jobs:
+            _make_image(job)
     return root
 
 
@@ -160,10 +173,13 @@ def main() -> None:
     ap.add_argument("--precision", default="bf16" if torch.cuda.is_available() else "fp32")
     ap.add_argument("--folder", type=Path, default=Path("bench/out/scan_images"))
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--decoders", default="", help="also scan with these decoders (pil,torch) in --precision"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    root = make_folder(args.folder, args.images)
+    root = make_folder(args.folder, args.images, workers=args.workers)
     files = list_images(root, args.images)
     net = load_model("inceptionv1", "random", device, seed=0)
     result: dict[str, object] = {
@@ -178,20 +194,26 @@ def main() -> None:
     if not args.skip_baseline:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        # The plain loop runs lucent's model as shipped (avg_pool3d LRN).
+        use_lucent_layers(net.model)
         result["plain"] = plain_scan(net, root, files, min(args.batch, 256), args.workers)
+        use_fast_layers(net.model)
         if device.type == "cuda":
             result["plain"]["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30  # type: ignore[index]
-    for precision in dict.fromkeys(["fp32", args.precision]):
+    runs = [("fp32", "auto"), (args.precision, "auto")]
+    runs += [(args.precision, d) for d in args.decoders.split(",") if d]
+    for precision, decoder in dict.fromkeys(runs):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         cfg = ScanConfig(
             batch_size=args.batch,
             num_workers=args.workers,
             precision=precision,
+            decoder=decoder,
             chunk_size=max(4096, args.batch),
             agreement_images=min(1024, len(files)),
         )
-        out = Path(f"bench/out/scan_{precision}")
+        out = Path(f"bench/out/scan_{precision}_{decoder}")
         stats = scan_folder(
             net, LAYERS, root, files, out, cfg, config_hash=f"bench-{time.time()}", progress=False
         )
@@ -203,7 +225,7 @@ def main() -> None:
         }
         if device.type == "cuda":
             entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        result[f"ours_{precision}"] = entry
+        result[f"ours_{precision}" + ("" if decoder == "auto" else f"_{decoder}")] = entry
     result["breakdown"] = breakdown(
         net, root, files, min(args.batch, 64 if device.type == "cpu" else 512), args.precision
     )
