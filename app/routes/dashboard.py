@@ -1,5 +1,6 @@
-"""Experimenter console under /dashboard: login, stimulus sets, experiments, sessions, live
-monitoring, participants (GDPR deletion), exports and analysis. HTTP only; logic in services."""
+"""Experimenter console under /dashboard: login, stimulus sets, experiments and sharing,
+sessions, live monitoring, participants (GDPR deletion), exports and analysis. HTTP only; logic
+in services."""
 
 from __future__ import annotations
 
@@ -466,7 +467,7 @@ def experiment_page(
             "sessions": [(s, _link(settings, s.link_code)) for s in launched],
             "summary": summary,
             "shared": auth.shared_with(session, experiment),
-            "can_share": user.role == "admin" or experiment.owner_id == user.id,
+            "can_share": _can_share(user, experiment),
             "test_label": TEST_SESSION_LABEL,
         },
         user,
@@ -494,6 +495,10 @@ def experiment_settings(
     return _see_other(f"/dashboard/experiments/{experiment.slug}")
 
 
+def _can_share(user: User, experiment: Experiment) -> bool:
+    return user.role == "admin" or experiment.owner_id == user.id
+
+
 @router.post("/experiments/{slug}/shares")
 def experiment_share(
     slug: str,
@@ -503,10 +508,28 @@ def experiment_share(
 ) -> Response:
     """Share the experiment with another account (owner or admin only)."""
     experiment = auth.experiment_for(session, user, slug)
-    if user.role != "admin" and experiment.owner_id != user.id:
+    if not _can_share(user, experiment):
         raise NotFound("only the owner can share this experiment")
-    auth.share_experiment(session, experiment, email)
-    audit.record(session, user, "experiment.share", experiment=experiment)
+    shared = auth.share_experiment(session, experiment, email)
+    audit.record(
+        session, user, "experiment.share", experiment=experiment, target=f"user {shared.user_id}"
+    )
+    session.commit()
+    return _see_other(f"/dashboard/experiments/{experiment.slug}")
+
+
+@router.post("/experiments/{slug}/shares/{user_id}/delete")
+def experiment_unshare(
+    slug: str, user_id: int, user: ExperimenterPostDep, session: SessionDep
+) -> Response:
+    """Take back a share (owner or admin only); the account then gets 404 on the experiment."""
+    experiment = auth.experiment_for(session, user, slug)
+    if not _can_share(user, experiment):
+        raise NotFound("only the owner can unshare this experiment")
+    removed = auth.unshare_experiment(session, experiment, user_id)
+    audit.record(
+        session, user, "experiment.unshare", experiment=experiment, target=f"user {removed.id}"
+    )
     session.commit()
     return _see_other(f"/dashboard/experiments/{experiment.slug}")
 

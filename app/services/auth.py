@@ -1,4 +1,5 @@
-"""Dashboard accounts: argon2 password hashes, users, login with throttling, experiment access.
+"""Dashboard accounts: argon2 password hashes, users, login with throttling, experiment access
+and sharing.
 
 Access rule: an experimenter sees the experiments they own and those shared with them; an
 admin sees every experiment, including ownerless ones (created with the CLI or the demo).
@@ -232,6 +233,29 @@ def share_experiment(session: Session, experiment: Experiment, email: str) -> Ex
     session.flush()
     logger.info("experiment shared", extra={"experiment": experiment.slug, "user": user.id})
     return share
+
+
+def unshare_experiment(session: Session, experiment: Experiment, user_id: int) -> User:
+    """Take back a share: the account no longer sees the experiment (unless it owns it).
+
+    Returns:
+        The account the experiment was shared with.
+
+    Raises:
+        NotFound: the experiment is not shared with that account.
+    """
+    share = session.scalar(
+        select(ExperimentShare).where(
+            ExperimentShare.experiment_id == experiment.id, ExperimentShare.user_id == user_id
+        )
+    )
+    if share is None:
+        raise NotFound("the experiment is not shared with that account")
+    user = get_user(session, user_id)
+    session.delete(share)
+    session.flush()
+    logger.info("experiment unshared", extra={"experiment": experiment.slug, "user": user.id})
+    return user
 
 
 def shared_with(session: Session, experiment: Experiment) -> list[User]:
