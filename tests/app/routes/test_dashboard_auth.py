@@ -50,10 +50,12 @@ OTHER_ROUTES = [
     ("GET", "/dashboard/experiments/new"),
     ("GET", "/dashboard/users"),
     ("GET", "/dashboard/audit"),
+    ("GET", "/dashboard/account"),
     ("POST", "/dashboard/stimuli"),
     ("POST", "/dashboard/experiments"),
     ("POST", "/dashboard/users"),
     ("POST", "/dashboard/logout"),
+    ("POST", "/dashboard/account/sign-out-others"),
 ]
 
 
