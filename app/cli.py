@@ -378,14 +378,22 @@ def users_set_password(
     ] = False,
 ) -> None:
     """Replace an account's password (ends its dashboard logins): the admin's reset."""
+    from app.services import audit
     from app.services.auth import get_user_by_email, set_password
 
     password = _read_password(password_stdin)
     with _db() as session:
         user = get_user_by_email(session, email)
-        set_password(user, password)
+        revoked = set_password(session, user, password)
+        audit.record(
+            session,
+            None,
+            "user.set_password",
+            target=f"user {user.id}",
+            details={"logins_revoked": revoked, "via": "cli"},
+        )
         session.commit()
-        typer.echo(f"password changed for {user.email}")
+        typer.echo(f"password changed for {user.email}; {revoked} dashboard login(s) ended")
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -341,3 +341,28 @@ class LoginAttempt(Base):
     address: Mapped[str] = mapped_column(String(64))
     succeeded: Mapped[bool]
     attempted_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+
+
+class DashboardLogin(Base):
+    """A dashboard login (one per successful sign-in), referred to by the signed cookie.
+
+    The cookie carries a random token; only its SHA-256 is stored, so a copy of the database
+    holds no usable login. Logging out, a password change, deactivating the account or "sign
+    out other sessions" set `revoked_at`; a revoked or unknown login is no login.
+    """
+
+    __tablename__ = "dashboard_login"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
+    """Written at most once a minute (`auth.LOGIN_SEEN_RESOLUTION_S`), not on every request."""
+    revoked_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    """Shown to the account's owner on **Account** only; never logged."""
+    address: Mapped[str | None] = mapped_column(String(64))
+    """The client's network address at sign-in, shown on **Account** only; never logged."""
+
+    user: Mapped[User] = relationship()

@@ -41,7 +41,9 @@ export function render(root, data) {
   const accuracy = root.querySelector("[data-accuracy]");
   if (accuracy) {
     replaceRows(accuracy, data.accuracy.map((row) => [
-      cell(row.condition), cell(row.n_trials, true), cell(`${(row.accuracy * 100).toFixed(1)} %`, true),
+      cell(row.condition), cell(row.n_participants, true), cell(row.n_trials, true),
+      cell(row.accuracy === null ? "–" : `${(row.accuracy * 100).toFixed(1)} %`, true),
+      cell(`${row.excluded_participants} (${row.excluded_trials})`, true),
     ]));
   }
   const active = root.querySelector("[data-active]");

@@ -26,12 +26,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _main_role_only() -> list[Role]:
+    return ["main"]
+
+
 class UnitSpec(_Section):
     """One feature map: a channel of a layer (global index in InceptionV1's pre-ReLU concat)."""
 
     layer: str
     channel: int = Field(ge=0)
-    roles: list[Role] = Field(default_factory=lambda: ["main"])
+    roles: list[Role] = Field(default_factory=_main_role_only)
     hand_picked: bool = False
     label: str | None = None
     sets: list[str] = Field(default_factory=list)
@@ -195,7 +199,8 @@ class BuildConfig(_Section):
 
     def to_jsonable(self) -> dict[str, Any]:
         """The config as plain JSON types (paths as strings), for hashing and the manifest."""
-        return json.loads(self.model_dump_json())
+        jsonable: dict[str, Any] = json.loads(self.model_dump_json())
+        return jsonable
 
 
 def stable_hash(obj: Any) -> str:
@@ -257,7 +262,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any]]
     Raises:
         ConfigError: a key path runs through a non-table value.
     """
-    out = json.loads(json.dumps(data, default=str))
+    out: dict[str, Any] = json.loads(json.dumps(data, default=str))
     for parts, value in overrides:
         node = out
         for part in parts[:-1]:

@@ -81,7 +81,9 @@ def rfft2d_freqs(h: int, w: int) -> np.ndarray:
     """2D spectrum frequencies (lucent ``rfft2d_freqs``)."""
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.fftfreq(w)[: w // 2 + 2] if w % 2 == 1 else np.fft.fftfreq(w)[: w // 2 + 1]
-    return np.sqrt(fx * fx + fy * fy)
+    # numpy's stubs type the broadcast sum of the two frequency arrays as Any.
+    freqs: np.ndarray = np.sqrt(fx * fx + fy * fy)
+    return freqs
 
 
 def group_generator(seed: int, target: RenderTarget) -> torch.Generator:
@@ -92,6 +94,10 @@ def group_generator(seed: int, target: RenderTarget) -> torch.Generator:
 
 class FFTImage(torch.nn.Module):
     """lucent ``param.image(w, batch, fft=True, decorrelate=True)`` for a stack of groups."""
+
+    # Buffers (register_buffer): declared so that they type as tensors, not Tensor | Module.
+    scale: torch.Tensor
+    color: torch.Tensor
 
     def __init__(
         self,
@@ -321,7 +327,8 @@ def render_batch(
                 with _amp(dev, cfg.precision):
                     forward_until(net.model, x, store)
                 loss, obj_rows = objective(store)
-                loss.backward()
+                # torch leaves Tensor.backward unannotated (an untyped call under --strict).
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 steps_run = step
                 bar.update(1)

@@ -5,12 +5,13 @@ No torch import. The app reads the same file with its own model (app/stimuli.py)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA = "psychvis.stimulus_set"
-SCHEMA_VERSION = 1
+# Final: the constants keep their literal types, which the model's Literal fields need.
+SCHEMA: Final = "psychvis.stimulus_set"
+SCHEMA_VERSION: Final = 1
 
 Branch = Literal["1x1", "3x3", "5x5", "pool"]
 Role = Literal["main", "practice", "catch", "intuitiveness"]

@@ -135,7 +135,8 @@ def run_scan(
         shutil.rmtree(scan_dir)
     if done_path.exists() and json.loads(done_path.read_text()).get("config_hash") == h:
         logger.info("scan up to date, skipped (%s)", scan_dir)
-        return json.loads(done_path.read_text())
+        done: dict[str, Any] = json.loads(done_path.read_text())
+        return done
     files = list_images(cfg.data.root, cfg.data.max_images)
     net = net or load_net(cfg)
     validate_units(net, cfg.resolved_units(), cfg.scan.crop_px)
@@ -151,7 +152,7 @@ def run_scan(
         progress=progress,
         on_chunk=on_chunk,
     )
-    result = json.loads(done_path.read_text())
+    result: dict[str, Any] = json.loads(done_path.read_text())
     result["images_per_s"] = stats.images_per_s
     return result
 
@@ -169,7 +170,7 @@ def run_select(cfg: BuildConfig, *, force: bool = False) -> dict[str, Any]:
     hashes = step_hashes(cfg)
     out = cfg.work_dir / "select" / "selection.json"
     if not force and out.exists():
-        old = json.loads(out.read_text())
+        old: dict[str, Any] = json.loads(out.read_text())
         if old.get("config_hash") == hashes["select"]:
             logger.info("selection up to date, skipped (%s)", out)
             return old
@@ -285,7 +286,7 @@ def run_write(cfg: BuildConfig, *, force: bool = False) -> dict[str, Any]:
     hashes = step_hashes(cfg)
     manifest_path = cfg.out_dir / "manifest.json"
     if not force and manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        old: dict[str, Any] = json.loads(manifest_path.read_text())
         if old.get("provenance", {}).get("build_hash") == hashes["write"]:
             logger.info("stimulus set up to date, skipped (%s)", cfg.out_dir)
             return old

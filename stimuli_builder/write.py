@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -141,7 +142,7 @@ def write_stimulus_set(
                     def ex(pick: dict[str, Any]) -> Exemplar:
                         rel = natural_image_path(pick["source"])
                         src = pick["source"]
-                        jobs.setdefault(rel, lambda s=src: load_natural(s))
+                        jobs.setdefault(rel, partial(load_natural, src))
                         return Exemplar(
                             path=rel, source=src, rank=pick["rank"], activation=pick["activation"]
                         )
@@ -164,7 +165,7 @@ def write_stimulus_set(
                     entries = []
                     for i, (img, obj) in enumerate(zip(imgs, objs, strict=True)):
                         rel = f"images/{unit.layer}_{unit.channel}/synthetic/{side}_{i}.png"
-                        jobs[rel] = lambda a=img: fit_size(a, image_size_px)
+                        jobs[rel] = partial(fit_size, img, image_size_px)
                         entries.append(Synthetic(path=rel, objective=float(obj)))
                     sides[side] = entries
                 synthetic = SyntheticSet(max_references=sides["max"], min_references=sides["min"])

@@ -1,5 +1,6 @@
-"""Experimenter console under /dashboard: login, stimulus sets, experiments, sessions, live
-monitoring, participants (GDPR deletion), exports and analysis. HTTP only; logic in services."""
+"""Experimenter console under /dashboard: login and account (active logins), stimulus sets,
+experiments and sharing, sessions, live monitoring, participants (GDPR deletion), exports and
+analysis. HTTP only; logic in services."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from app.routes.deps import (
     AdminPostDep,
     ExperimenterDep,
     ExperimenterPostDep,
+    LoginDep,
     SessionDep,
     SettingsDep,
     TemplatesDep,
@@ -164,8 +166,8 @@ async def login(request: Request, session: SessionDep, templates: TemplatesDep) 
         )
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
-    session.commit()
     if user is None:
+        session.commit()  # the failed attempt counts towards throttling
         return _page(
             request,
             templates,
@@ -174,18 +176,72 @@ async def login(request: Request, session: SessionDep, templates: TemplatesDep) 
             None,
             status_code=401,
         )
-    login_session(request, user)
+    started, token = auth.start_login(
+        session,
+        user,
+        user_agent=request.headers.get("user-agent"),
+        address=_client_address(request),
+        max_age_s=settings.session_max_age_s,
+    )
+    audit.record(session, user, "user.login", target=f"login {started.id}")
+    session.commit()
+    login_session(request, user, token)
     response = _see_other(target)
     save_web_session(request, response)
     return response
 
 
 @router.post("/logout")
-def logout(user: ExperimenterPostDep) -> Response:
-    """End the dashboard session."""
+def logout(user: ExperimenterPostDep, login: LoginDep, session: SessionDep) -> Response:
+    """End the dashboard session: the login is revoked on the server, the cookie deleted."""
+    auth.revoke_login(session, login)
+    audit.record(session, user, "user.logout", target=f"login {login.id}")
+    session.commit()
     response = _see_other("/dashboard/login")
     clear_web_session(response)
     return response
+
+
+# --- the user's own account: active logins ------------------------------------------------------
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(
+    request: Request,
+    login: LoginDep,
+    session: SessionDep,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+) -> Response:
+    """The current user's active logins (browsers signed in), with "sign out other sessions"."""
+    user = login.user
+    logins = auth.active_logins(session, user, max_age_s=settings.session_max_age_s)
+    return _page(
+        request,
+        templates,
+        "account.html",
+        {
+            "logins": logins,
+            "current_login_id": login.id,
+            "session_max_age_s": settings.session_max_age_s,
+        },
+        user,
+    )
+
+
+@router.post("/account/sign-out-others")
+def sign_out_others(user: ExperimenterPostDep, login: LoginDep, session: SessionDep) -> Response:
+    """Revoke every other login of the current user (other browsers, stolen cookies)."""
+    revoked = auth.revoke_logins(session, user, keep=login)
+    audit.record(
+        session,
+        user,
+        "user.sign_out_others",
+        target=f"user {user.id}",
+        details={"logins_revoked": revoked},
+    )
+    session.commit()
+    return _see_other("/dashboard/account")
 
 
 # --- experiments list ---------------------------------------------------------------------------
@@ -466,7 +522,7 @@ def experiment_page(
             "sessions": [(s, _link(settings, s.link_code)) for s in launched],
             "summary": summary,
             "shared": auth.shared_with(session, experiment),
-            "can_share": user.role == "admin" or experiment.owner_id == user.id,
+            "can_share": _can_share(user, experiment),
             "test_label": TEST_SESSION_LABEL,
         },
         user,
@@ -494,6 +550,10 @@ def experiment_settings(
     return _see_other(f"/dashboard/experiments/{experiment.slug}")
 
 
+def _can_share(user: User, experiment: Experiment) -> bool:
+    return user.role == "admin" or experiment.owner_id == user.id
+
+
 @router.post("/experiments/{slug}/shares")
 def experiment_share(
     slug: str,
@@ -503,10 +563,28 @@ def experiment_share(
 ) -> Response:
     """Share the experiment with another account (owner or admin only)."""
     experiment = auth.experiment_for(session, user, slug)
-    if user.role != "admin" and experiment.owner_id != user.id:
+    if not _can_share(user, experiment):
         raise NotFound("only the owner can share this experiment")
-    auth.share_experiment(session, experiment, email)
-    audit.record(session, user, "experiment.share", experiment=experiment)
+    shared = auth.share_experiment(session, experiment, email)
+    audit.record(
+        session, user, "experiment.share", experiment=experiment, target=f"user {shared.user_id}"
+    )
+    session.commit()
+    return _see_other(f"/dashboard/experiments/{experiment.slug}")
+
+
+@router.post("/experiments/{slug}/shares/{user_id}/delete")
+def experiment_unshare(
+    slug: str, user_id: int, user: ExperimenterPostDep, session: SessionDep
+) -> Response:
+    """Take back a share (owner or admin only); the account then gets 404 on the experiment."""
+    experiment = auth.experiment_for(session, user, slug)
+    if not _can_share(user, experiment):
+        raise NotFound("only the owner can unshare this experiment")
+    removed = auth.unshare_experiment(session, experiment, user_id)
+    audit.record(
+        session, user, "experiment.unshare", experiment=experiment, target=f"user {removed.id}"
+    )
     session.commit()
     return _see_other(f"/dashboard/experiments/{experiment.slug}")
 
@@ -941,16 +1019,17 @@ def user_active(
     session: SessionDep,
     active: Annotated[str, Form(pattern="^(yes|no)$")],
 ) -> Response:
-    """Deactivate or reactivate an account (admins only; not your own)."""
+    """Deactivate (ending its logins) or reactivate an account (admins only; not your own)."""
     target = auth.get_user(session, user_id)
     if target.id == user.id:
         raise InvalidInput("you cannot deactivate your own account")
-    target.active = active == "yes"
+    revoked = auth.set_active(session, target, active == "yes")
     audit.record(
         session,
         user,
         "user.activate" if target.active else "user.deactivate",
         target=f"user {target.id}",
+        details={"logins_revoked": revoked},
     )
     session.commit()
     return _see_other("/dashboard/users")

@@ -1,5 +1,6 @@
 """Annotated dependency aliases for routes: SessionDep, SettingsDep, ParticipantDep, TemplatesDep,
-ExperimenterDep/AdminDep (dashboard login from the signed session cookie) and CSRF checks."""
+LoginDep/ExperimenterDep/AdminDep (the signed session cookie, checked against the server-side
+login record) and CSRF checks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app.config import Settings
+from app.db import utc_now
 from app.errors import (
     AppError,
     Conflict,
@@ -30,7 +32,8 @@ from app.errors import (
     TooManyAttempts,
     UnsupportedMediaType,
 )
-from app.models import Participant, User
+from app.models import DashboardLogin, Participant, User
+from app.services import auth
 
 TOKEN_MAX_LEN = 64
 
@@ -87,7 +90,7 @@ async def read_body(request: Request) -> bytes:
 BodyDep = Annotated[bytes, Depends(read_body)]
 
 
-# --- dashboard login: a signed, HttpOnly session cookie -------------------------------------------
+# --- dashboard login: a signed, HttpOnly session cookie naming a server-side login ----------------
 
 SESSION_COOKIE = "psychvis_session"
 CSRF_FIELD = "csrf_token"
@@ -97,11 +100,13 @@ _COOKIE_SALT = "psychvis.dashboard.session"
 
 @dataclass
 class WebSession:
-    """The dashboard cookie's content: CSRF token, logged-in user, password fingerprint."""
+    """The dashboard cookie's content: CSRF token and, once logged in, the user, a fingerprint
+    of their password and the token of their `dashboard_login` row."""
 
     csrf: str
     user_id: int | None = None
     password_tag: str | None = None
+    login_token: str | None = None
     changed: bool = False
     """Must be (re)sent with the response (new visitor, login)."""
 
@@ -129,11 +134,12 @@ def web_session(request: Request) -> WebSession:
         except BadSignature:
             data = None
         if isinstance(data, dict) and isinstance(data.get("csrf"), str):
-            uid = data.get("uid")
+            uid, pw, lid = data.get("uid"), data.get("pw"), data.get("lid")
             found = WebSession(
                 csrf=data["csrf"],
                 user_id=uid if isinstance(uid, int) else None,
-                password_tag=data.get("pw") if isinstance(data.get("pw"), str) else None,
+                password_tag=pw if isinstance(pw, str) else None,
+                login_token=lid if isinstance(lid, str) else None,
             )
     if found is None:
         found = WebSession(csrf=secrets.token_urlsafe(32), changed=True)
@@ -141,12 +147,14 @@ def web_session(request: Request) -> WebSession:
     return found
 
 
-def login_session(request: Request, user: User) -> WebSession:
-    """Start a logged-in session: new CSRF token (no fixation), user id, password fingerprint."""
+def login_session(request: Request, user: User, login_token: str) -> WebSession:
+    """Start a logged-in session: new CSRF token (no fixation), user id, password fingerprint
+    and the token of the login row (`auth.start_login`)."""
     session = WebSession(
         csrf=secrets.token_urlsafe(32),
         user_id=user.id,
         password_tag=password_tag(user),
+        login_token=login_token,
         changed=True,
     )
     request.state.web_session = session
@@ -160,7 +168,12 @@ def save_web_session(request: Request, response: Response) -> None:
         return
     settings: Settings = request.app.state.settings
     value = _serializer(settings).dumps(
-        {"csrf": session.csrf, "uid": session.user_id, "pw": session.password_tag}
+        {
+            "csrf": session.csrf,
+            "uid": session.user_id,
+            "pw": session.password_tag,
+            "lid": session.login_token,
+        }
     )
     response.set_cookie(
         SESSION_COOKIE,
@@ -177,25 +190,42 @@ def clear_web_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/dashboard")
 
 
-def get_experimenter(request: Request, session: SessionDep) -> User:
-    """The logged-in dashboard user (experimenter or admin).
+def get_login(request: Request, session: SessionDep) -> DashboardLogin:
+    """The request's dashboard login (its user loaded), checked against the `dashboard_login` row.
 
     Raises:
-        NotAuthenticated: no valid login (missing, forged or expired cookie, inactive account,
-            or the password changed since).
+        NotAuthenticated: no valid login: missing, forged or expired cookie; a login that is
+            unknown or revoked (logout, password change, deactivation, "sign out other
+            sessions"); an inactive account; or a password changed since.
     """
     current = web_session(request)
-    if current.user_id is None:
+    if current.user_id is None or current.login_token is None:
         raise NotAuthenticated("please log in")
-    user = session.get(User, current.user_id)
+    settings: Settings = request.app.state.settings
+    now = utc_now()
+    login = auth.find_login(
+        session, current.login_token, max_age_s=settings.session_max_age_s, now=now
+    )
     if (
-        user is None
-        or not user.active
+        login is None
+        or login.user_id != current.user_id
+        or not login.user.active
         or current.password_tag is None
-        or not hmac.compare_digest(current.password_tag, password_tag(user))
+        or not hmac.compare_digest(current.password_tag, password_tag(login.user))
     ):
         raise NotAuthenticated("please log in again")
-    return user
+    if auth.touch_login(login, now):
+        # At most one write a minute per login; committed here because read routes never commit.
+        session.commit()
+    return login
+
+
+LoginDep = Annotated[DashboardLogin, Depends(get_login)]
+
+
+def get_experimenter(login: LoginDep) -> User:
+    """The logged-in dashboard user (experimenter or admin); see `get_login`."""
+    return login.user
 
 
 ExperimenterDep = Annotated[User, Depends(get_experimenter)]

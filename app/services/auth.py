@@ -1,4 +1,5 @@
-"""Dashboard accounts: argon2 password hashes, users, login with throttling, experiment access.
+"""Dashboard accounts: argon2 password hashes, users, login with throttling, server-side logins
+(revocable), experiment access and sharing.
 
 Access rule: an experimenter sees the experiments they own and those shared with them; an
 admin sees every experiment, including ownerless ones (created with the CLI or the demo).
@@ -6,20 +7,22 @@ admin sees every experiment, including ownerless ones (created with the CLI or t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Select, delete, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy.orm import Session, joinedload
 
 from app.db import utc_now
 from app.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
-from app.models import Experiment, ExperimentShare, LoginAttempt, User
+from app.models import DashboardLogin, Experiment, ExperimentShare, LoginAttempt, User
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
 ATTEMPT_RETENTION = timedelta(days=1)
 """Login attempts older than this are pruned (they only serve throttling)."""
 MAX_THROTTLE_S = 15 * 60
+LOGIN_SEEN_RESOLUTION_S = 60
+"""A login's `last_seen_at` is written at most this often (the Live panel polls every 3 s)."""
+LOGIN_TOKEN_MAX_LEN = 64
 
 _HASHER = PasswordHasher()
 # Verified when the email is unknown, so a wrong email costs as long as a wrong password.
@@ -80,9 +86,28 @@ def create_user(session: Session, email: str, password: str, role: Role) -> User
     return user
 
 
-def set_password(user: User, password: str) -> None:
-    """Replace the password (this also ends the user's existing dashboard logins)."""
+def set_password(session: Session, user: User, password: str) -> int:
+    """Replace the password and end every dashboard login of the account.
+
+    Returns:
+        The number of logins revoked.
+
+    Raises:
+        InvalidInput: too short a password (nothing is changed).
+    """
     user.password_hash = hash_password(password)
+    return revoke_logins(session, user)
+
+
+def set_active(session: Session, user: User, active: bool) -> int:
+    """Deactivate (ending every dashboard login of the account) or reactivate an account.
+
+    Returns:
+        The number of logins revoked (0 when reactivating).
+    """
+    user.active = active
+    session.flush()
+    return 0 if active else revoke_logins(session, user)
 
 
 def list_users(session: Session) -> list[User]:
@@ -184,6 +209,142 @@ def authenticate(
     return user
 
 
+# --- server-side logins ---------------------------------------------------------------------------
+
+
+def _token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_login(
+    session: Session,
+    user: User,
+    *,
+    user_agent: str | None,
+    address: str | None,
+    max_age_s: int,
+    now: datetime | None = None,
+) -> tuple[DashboardLogin, str]:
+    """Record a new dashboard login of `user` and prune expired ones (of every account).
+
+    Args:
+        user_agent: the browser's User-Agent header, shown to the user on their account page.
+        address: the client's network address, shown there too (never logged).
+        max_age_s: login lifetime; logins created longer ago are deleted.
+
+    Returns:
+        The login row and its random token (for the signed cookie; only its hash is stored).
+    """
+    now = now or utc_now()
+    # "fetch": SQLite hands back naive datetimes, which the default in-Python evaluation of
+    # the condition against loaded rows cannot compare with `now`.
+    session.execute(
+        delete(DashboardLogin)
+        .where(DashboardLogin.created_at < now - timedelta(seconds=max_age_s))
+        .execution_options(synchronize_session="fetch")
+    )
+    token = secrets.token_urlsafe(32)
+    login = DashboardLogin(
+        token_sha256=_token_sha256(token),
+        user_id=user.id,
+        created_at=now,
+        last_seen_at=now,
+        user_agent=user_agent[:400] if user_agent else None,
+        address=address[:64] if address else None,
+    )
+    session.add(login)
+    session.flush()
+    logger.info("dashboard login started", extra={"user": user.id, "login": login.id})
+    return login, token
+
+
+def find_login(
+    session: Session, token: str, *, max_age_s: int, now: datetime | None = None
+) -> DashboardLogin | None:
+    """The login a cookie's token names, with its user loaded, unless unknown, revoked or older
+    than `max_age_s`."""
+    if len(token) > LOGIN_TOKEN_MAX_LEN:
+        return None
+    now = now or utc_now()
+    return session.scalar(
+        select(DashboardLogin)
+        .options(joinedload(DashboardLogin.user))
+        .where(
+            DashboardLogin.token_sha256 == _token_sha256(token),
+            DashboardLogin.revoked_at.is_(None),
+            DashboardLogin.created_at >= now - timedelta(seconds=max_age_s),
+        )
+    )
+
+
+def touch_login(login: DashboardLogin, now: datetime) -> bool:
+    """Note that the login was used; changes the row only when `last_seen_at` is older than
+    `LOGIN_SEEN_RESOLUTION_S`, so polling pages cost no write per request.
+
+    Returns:
+        Whether `last_seen_at` changed (the caller then commits it).
+    """
+    if (now - _aware(login.last_seen_at)).total_seconds() < LOGIN_SEEN_RESOLUTION_S:
+        return False
+    login.last_seen_at = now
+    return True
+
+
+def active_logins(
+    session: Session, user: User, *, max_age_s: int, now: datetime | None = None
+) -> list[DashboardLogin]:
+    """The user's logins that are neither revoked nor expired, most recently seen first."""
+    now = now or utc_now()
+    return list(
+        session.scalars(
+            select(DashboardLogin)
+            .where(
+                DashboardLogin.user_id == user.id,
+                DashboardLogin.revoked_at.is_(None),
+                DashboardLogin.created_at >= now - timedelta(seconds=max_age_s),
+            )
+            .order_by(DashboardLogin.last_seen_at.desc(), DashboardLogin.id.desc())
+        )
+    )
+
+
+def revoke_login(session: Session, login: DashboardLogin, now: datetime | None = None) -> None:
+    """End one login (logout): its cookie, and every copy of it, no longer logs anyone in."""
+    if login.revoked_at is None:
+        login.revoked_at = now or utc_now()
+        session.flush()
+        logger.info("dashboard login revoked", extra={"user": login.user_id, "login": login.id})
+
+
+def revoke_logins(
+    session: Session,
+    user: User,
+    *,
+    keep: DashboardLogin | None = None,
+    now: datetime | None = None,
+) -> int:
+    """End every login of `user` that is not revoked yet, except `keep` (the current one).
+
+    Returns:
+        The number of logins revoked.
+    """
+    query = select(DashboardLogin.id).where(
+        DashboardLogin.user_id == user.id, DashboardLogin.revoked_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(DashboardLogin.id != keep.id)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(
+            update(DashboardLogin)
+            .where(DashboardLogin.id.in_(ids))
+            .values(revoked_at=now or utc_now())
+        )
+        session.flush()
+        logger.info("dashboard logins revoked", extra={"user": user.id, "count": len(ids)})
+    return len(ids)
+
+
 # --- experiment access ----------------------------------------------------------------------------
 
 
@@ -232,6 +393,29 @@ def share_experiment(session: Session, experiment: Experiment, email: str) -> Ex
     session.flush()
     logger.info("experiment shared", extra={"experiment": experiment.slug, "user": user.id})
     return share
+
+
+def unshare_experiment(session: Session, experiment: Experiment, user_id: int) -> User:
+    """Take back a share: the account no longer sees the experiment (unless it owns it).
+
+    Returns:
+        The account the experiment was shared with.
+
+    Raises:
+        NotFound: the experiment is not shared with that account.
+    """
+    share = session.scalar(
+        select(ExperimentShare).where(
+            ExperimentShare.experiment_id == experiment.id, ExperimentShare.user_id == user_id
+        )
+    )
+    if share is None:
+        raise NotFound("the experiment is not shared with that account")
+    user = get_user(session, user_id)
+    session.delete(share)
+    session.flush()
+    logger.info("experiment unshared", extra={"experiment": experiment.slug, "user": user.id})
+    return user
 
 
 def shared_with(session: Session, experiment: Experiment) -> list[User]:

@@ -1,7 +1,9 @@
 """Live monitoring of an experiment: participants by status and condition, activity, accuracy.
 
 Everything comes from a handful of aggregate queries (no query per participant). Test-mode
-participants are left out of every count and reported as one separate number.
+participants are left out of every count and reported as one separate number. Accuracy counts
+included participants only (as app.analysis does by default); excluded ones are reported
+beside it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,64 @@ def status_bucket_expr(cutoff: datetime) -> Any:
     )
 
 
+def accuracy_by_condition(session: Session, experiment: Experiment) -> list[dict[str, Any]]:
+    """Accuracy so far of main trials per condition, over included participants only.
+
+    Test-mode participants are left out entirely; participants marked excluded (failed the
+    design's exclusion criteria) are left out of the accuracy, as `app.analysis` does unless
+    asked otherwise, and counted separately. Accuracy pools the answered trials; the Analysis
+    page averages per participant, which gives the same number once everyone has answered
+    equally many trials of the condition.
+
+    Returns:
+        One row per condition that has answers, ordered by condition: `n_trials`, `n_correct`,
+        `accuracy` (None when only excluded participants answered), `n_participants` (included,
+        with answers), `excluded_participants` and `excluded_trials` (answers left out).
+    """
+    correct_sum = func.sum(case((TrialResponse.correct.is_(True), 1), else_=0))
+    rows: dict[str, dict[str, Any]] = {}
+    for condition, excluded, n, k, people in session.execute(
+        select(
+            ScheduledTrial.condition,
+            Participant.excluded,
+            func.count(),
+            correct_sum,
+            func.count(func.distinct(Participant.id)),
+        )
+        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .join(Participant, Participant.id == TrialResponse.participant_id)
+        .where(
+            Participant.experiment_id == experiment.id,
+            Participant.test_mode.is_(False),
+            ScheduledTrial.trial_kind == "main",
+        )
+        .group_by(ScheduledTrial.condition, Participant.excluded)
+    ):
+        row = rows.setdefault(
+            condition,
+            {
+                "condition": condition,
+                "n_trials": 0,
+                "n_correct": 0,
+                "accuracy": None,
+                "n_participants": 0,
+                "excluded_participants": 0,
+                "excluded_trials": 0,
+            },
+        )
+        if excluded:
+            row["excluded_participants"] += int(people)
+            row["excluded_trials"] += int(n)
+        else:
+            row["n_trials"] += int(n)
+            row["n_correct"] += int(k or 0)
+            row["n_participants"] += int(people)
+    for row in rows.values():
+        if row["n_trials"]:
+            row["accuracy"] = row["n_correct"] / row["n_trials"]
+    return [rows[condition] for condition in sorted(rows)]
+
+
 def live_summary(
     session: Session,
     experiment: Experiment,
@@ -66,7 +126,9 @@ def live_summary(
         `counts` per status bucket, `by_condition` (arm, or `all` for within-subject designs)
         with counts per bucket, `active` participants with last-seen time and answers so far,
         `median_duration_s` of completed participants (consent to completion),
-        `accuracy` per condition of main trials so far, `catch` failures, `test_mode` count.
+        `accuracy` per condition of main trials so far (see `accuracy_by_condition`),
+        `catch` failures (every non-test participant, excluded ones too: failed catch trials
+        are what usually excludes someone), `test_mode` count.
     """
     now = now or utc_now()
     cutoff = now - timedelta(seconds=inactivity_timeout_s)
@@ -133,20 +195,6 @@ def live_summary(
     ]
 
     correct_sum = func.sum(case((TrialResponse.correct.is_(True), 1), else_=0))
-    trials = (
-        select(ScheduledTrial.condition, func.count(), correct_sum)
-        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
-        .join(Participant, Participant.id == TrialResponse.participant_id)
-        .where(real)
-    )
-    accuracy = [
-        {"condition": condition, "n_trials": n, "n_correct": int(k or 0), "accuracy": (k or 0) / n}
-        for condition, n, k in session.execute(
-            trials.where(ScheduledTrial.trial_kind == "main")
-            .group_by(ScheduledTrial.condition)
-            .order_by(ScheduledTrial.condition)
-        )
-    ]
     catch_answered, catch_correct = session.execute(
         select(func.count(), correct_sum)
         .select_from(ScheduledTrial)
@@ -176,7 +224,7 @@ def live_summary(
         "active": active,
         "median_duration_s": round(statistics.median(durations), 1) if durations else None,
         "n_completed_with_duration": len(durations),
-        "accuracy": accuracy,
+        "accuracy": accuracy_by_condition(session, experiment),
         "catch": {
             "answered": int(catch_answered or 0),
             "failed": int(catch_answered or 0) - int(catch_correct or 0),

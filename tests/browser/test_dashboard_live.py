@@ -5,6 +5,7 @@ same server) enrols, answers and finishes."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,6 +168,10 @@ def test_login_launch_and_live_counts_follow_a_participant(
     )
     assert page.evaluate("window.__notReloaded") is True  # updated in place
     assert page.locator("[data-accuracy] tr").count() >= 1
+    # Updated rows carry the included count and the excluded participants (trials) column.
+    first_row = page.locator("[data-accuracy] tr").first.locator("td")
+    assert first_row.count() == 5
+    assert re.fullmatch(r"[01] \(\d+\)", str(first_row.nth(4).text_content()))
     assert page.locator("[data-median]").text_content() != "–"
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)

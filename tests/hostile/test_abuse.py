@@ -460,6 +460,7 @@ def _dashboard_urls(slug: str) -> list[str]:
         f"/dashboard/api/experiments/{slug}/live",
         "/dashboard/users",
         "/dashboard/audit",
+        "/dashboard/account",
     ]
 
 

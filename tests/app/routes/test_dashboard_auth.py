@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import LoginAttempt, StimulusSet
+from app.models import AuditLog, LoginAttempt, StimulusSet, User
 from app.routes.deps import SESSION_COOKIE
 from tests.app.routes.dashboard_client import PASSWORD, csrf_of, login
 from tests.factories import make_experiment, make_launch, make_user
@@ -30,6 +30,7 @@ EXPERIMENT_ROUTES = [
     ("POST", "/dashboard/experiments/{slug}/try"),
     ("POST", "/dashboard/experiments/{slug}/settings"),
     ("POST", "/dashboard/experiments/{slug}/shares"),
+    ("POST", "/dashboard/experiments/{slug}/shares/1/delete"),
     ("POST", "/dashboard/experiments/{slug}/sessions"),
     ("POST", "/dashboard/experiments/{slug}/sessions/{link}/status"),
     ("POST", "/dashboard/experiments/{slug}/participants/1/delete"),
@@ -49,10 +50,12 @@ OTHER_ROUTES = [
     ("GET", "/dashboard/experiments/new"),
     ("GET", "/dashboard/users"),
     ("GET", "/dashboard/audit"),
+    ("GET", "/dashboard/account"),
     ("POST", "/dashboard/stimuli"),
     ("POST", "/dashboard/experiments"),
     ("POST", "/dashboard/users"),
     ("POST", "/dashboard/logout"),
+    ("POST", "/dashboard/account/sign-out-others"),
 ]
 
 
@@ -107,6 +110,66 @@ def test_another_experimenters_experiment_is_404_everywhere(
     login(client, "other@example.org")
     assert client.get(f"/dashboard/experiments/{slug}").status_code == 200
     assert client.get(f"/dashboard/api/experiments/{slug}/live").json()["experiment"] == slug
+
+
+def test_owner_unshares_and_the_account_loses_access(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    slug, _ = _setup(db_session, demo_set)
+    third = make_user(db_session, "third@example.org")
+    other_id = db_session.scalar(select(User.id).where(User.email == "other@example.org"))
+    make_user(db_session, "admin@example.org", role="admin")
+    db_session.commit()
+    owner_token = login(client, "owner@example.org")
+    for email in ("other@example.org", "third@example.org"):
+        shared = client.post(
+            f"/dashboard/experiments/{slug}/shares",
+            data={"csrf_token": owner_token, "email": email},
+            follow_redirects=False,
+        )
+        assert shared.status_code == 303
+    page = client.get(f"/dashboard/experiments/{slug}").text
+    assert f'action="/dashboard/experiments/{slug}/shares/{other_id}/delete"' in page
+    assert 'data-unshare="other@example.org"' in page
+
+    # Someone it is shared with sees the list but may not take access away.
+    third_token = login(client, "third@example.org")
+    page = client.get(f"/dashboard/experiments/{slug}").text
+    assert "other@example.org" in page and "data-unshare" not in page
+    unshare_url = f"/dashboard/experiments/{slug}/shares/{other_id}/delete"
+    refused = client.post(unshare_url, data={"csrf_token": third_token}, follow_redirects=False)
+    assert refused.status_code == 404
+    login(client, "other@example.org")
+    assert client.get(f"/dashboard/experiments/{slug}").status_code == 200
+
+    owner_token = login(client, "owner@example.org")
+    assert client.post(unshare_url, data={}).status_code == 403  # CSRF-protected
+    done = client.post(unshare_url, data={"csrf_token": owner_token}, follow_redirects=False)
+    assert done.status_code == 303
+    assert client.post(unshare_url, data={"csrf_token": owner_token}).status_code == 404
+    page = client.get(f"/dashboard/experiments/{slug}").text
+    assert 'data-share="other@example.org"' not in page
+    assert 'data-share="third@example.org"' in page
+    entry = db_session.scalar(select(AuditLog).where(AuditLog.action == "experiment.unshare"))
+    assert entry is not None and entry.target == f"user {other_id}"
+    assert entry.user_email == "owner@example.org" and entry.experiment_id is not None
+
+    login(client, "other@example.org")
+    for method, path in EXPERIMENT_ROUTES:
+        if method == "GET" and "/participants/1" not in path:
+            assert client.get(path.format(slug=slug)).status_code == 404, path
+    assert slug not in client.get("/dashboard").text
+
+    # An admin may take back a share of someone else's experiment.
+    admin_token = login(client, "admin@example.org")
+    by_admin = client.post(
+        f"/dashboard/experiments/{slug}/shares/{third.id}/delete",
+        data={"csrf_token": admin_token},
+        follow_redirects=False,
+    )
+    assert by_admin.status_code == 303
+    login(client, "third@example.org")
+    assert client.get(f"/dashboard/experiments/{slug}").status_code == 404
 
 
 def test_ownerless_experiments_are_for_admins_only(

@@ -171,7 +171,15 @@ def test_live_counts_participant_page_deletion_and_exports(
     live = client.get(live_url).json()
     assert live["counts"]["completed"] + live["counts"]["excluded"] == 1
     assert live["median_duration_s"] is not None
-    assert sum(row["n_trials"] for row in live["accuracy"]) >= 1
+    # Accuracy counts included participants only; an excluded one's answers are shown apart.
+    included = sum(row["n_trials"] for row in live["accuracy"])
+    left_out = sum(row["excluded_trials"] for row in live["accuracy"])
+    if live["counts"]["excluded"]:
+        assert included == 0 and left_out >= 1
+    else:
+        assert included >= 1 and left_out == 0
+    page = client.get(f"/dashboard/experiments/{experiment.slug}").text
+    assert "Excluded participants (trials)" in page
     assert live["catch"]["answered"] >= 1
 
     detail = client.get(f"/dashboard/experiments/{experiment.slug}/participants/2")

@@ -113,6 +113,86 @@ def test_monitor_buckets_timed_out_and_leaves_out_test_mode(
     ]
 
 
+def _answer_main_trials(
+    db_session: Session, participant: Participant, correct: list[bool]
+) -> list[str]:
+    """Store answers to the participant's first main trials; returns their conditions."""
+    trials = list(
+        db_session.scalars(
+            select(ScheduledTrial)
+            .where(
+                ScheduledTrial.participant_id == participant.id,
+                ScheduledTrial.trial_kind == "main",
+            )
+            .order_by(ScheduledTrial.trial_index)
+            .limit(len(correct))
+        )
+    )
+    assert len(trials) == len(correct)
+    for trial, ok in zip(trials, correct, strict=True):
+        db_session.add(
+            TrialResponse(
+                participant_id=participant.id,
+                scheduled_trial_id=trial.id,
+                trial_index=trial.trial_index,
+                response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
+                response="upper",
+                confidence=2,
+                correct=ok,
+                rt_ms=700.0,
+            )
+        )
+    db_session.flush()
+    return [trial.condition for trial in trials]
+
+
+def test_monitor_accuracy_counts_included_participants_only(
+    db_session: Session, demo_set: StimulusSet
+) -> None:
+    experiment = make_experiment(db_session, demo_set)
+    launched = make_launch(db_session, experiment)
+    kept = _participant(db_session, demo_set, "kept", experiment=experiment, launched=launched)
+    dropped = _participant(db_session, demo_set, "drop", experiment=experiment, launched=launched)
+    tester = _participant(
+        db_session, demo_set, "test", experiment=experiment, launched=launched, test_mode=True
+    )
+    conditions = _answer_main_trials(db_session, kept, [True, True, True, False])
+    # The excluded and the test participant answer everything wrong: counted, accuracy drops.
+    dropped_conditions = _answer_main_trials(db_session, dropped, [False] * 4)
+    _answer_main_trials(db_session, tester, [False] * 4)
+    dropped.excluded = True
+    dropped.exclusion_reasons = ["catch_accuracy"]
+    dropped.status = "completed"
+    db_session.flush()
+
+    summary = monitor.live_summary(db_session, experiment, inactivity_timeout_s=1800)
+    rows = {row["condition"]: row for row in summary["accuracy"]}
+    assert set(rows) == set(conditions) | set(dropped_conditions)
+    expected: dict[str, list[bool]] = {}
+    for condition, ok in zip(conditions, [True, True, True, False], strict=True):
+        expected.setdefault(condition, []).append(ok)
+    for condition, row in rows.items():
+        answers = expected.get(condition, [])
+        assert row["n_trials"] == len(answers)
+        assert row["n_correct"] == sum(answers)
+        assert row["accuracy"] == (pytest.approx(sum(answers) / len(answers)) if answers else None)
+        assert row["n_participants"] == (1 if answers else 0)
+        excluded_trials = dropped_conditions.count(condition)
+        assert row["excluded_trials"] == excluded_trials
+        assert row["excluded_participants"] == (1 if excluded_trials else 0)
+    assert sum(row["n_trials"] for row in summary["accuracy"]) == 4
+    assert sum(row["n_correct"] for row in summary["accuracy"]) == 3
+    assert summary["counts"]["excluded"] == 1 and summary["test_mode"] == 1
+
+    # Only excluded participants answered: the condition shows up, without an accuracy.
+    kept.excluded = True
+    db_session.flush()
+    only_excluded = monitor.accuracy_by_condition(db_session, experiment)
+    assert {row["accuracy"] for row in only_excluded} == {None}
+    assert sum(row["excluded_trials"] for row in only_excluded) == 8
+    assert all(row["n_trials"] == 0 for row in only_excluded)
+
+
 def test_exports_columns_order_neutralisation_and_test_mode(
     db_session: Session, demo_set: StimulusSet
 ) -> None:

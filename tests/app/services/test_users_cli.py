@@ -1,4 +1,5 @@
-"""`psychvis users create|list` and `experiments create --owner` through CliRunner."""
+"""`psychvis users create|set-password|list` and `experiments create --owner` through
+CliRunner."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from app.cli import app
 from app.config import get_settings
 from app.db import make_engine, make_sessionmaker
 from app.demo import write_demo_set
-from app.models import Experiment, User
-from app.services.auth import verify_password
+from app.models import AuditLog, DashboardLogin, Experiment, User
+from app.services.auth import start_login, verify_password
 
 
 @pytest.fixture()
@@ -58,12 +59,21 @@ def test_users_create_list_and_owner(cli_env: str, tmp_path: Path) -> None:
     bad_role = runner.invoke(app, ["users", "create", "r@example.org", "--role", "root"])
     assert bad_role.exit_code == 1
 
+    engine = make_engine(cli_env)
+    with make_sessionmaker(engine)() as session:
+        user = session.scalar(select(User).where(User.email == "exp@example.org"))
+        assert user is not None
+        for _ in range(2):  # logged in on two browsers
+            start_login(session, user, user_agent=None, address=None, max_age_s=3600)
+        session.commit()
+    engine.dispose()
     reset = runner.invoke(
         app,
         ["users", "set-password", "EXP@example.org", "--password-stdin"],
         input="a new secret pw\n",
     )
     assert reset.exit_code == 0, reset.output
+    assert "2 dashboard login(s) ended" in reset.output
     too_short = runner.invoke(
         app, ["users", "set-password", "exp@example.org", "--password-stdin"], input="short\n"
     )
@@ -78,6 +88,13 @@ def test_users_create_list_and_owner(cli_env: str, tmp_path: Path) -> None:
         assert user is not None
         assert verify_password(user.password_hash, "a new secret pw")
         assert not verify_password(user.password_hash, "piped secret pw")
+        revoked = session.scalars(
+            select(DashboardLogin.revoked_at).where(DashboardLogin.user_id == user.id)
+        ).all()
+        assert len(revoked) == 2 and None not in revoked
+        entry = session.scalar(select(AuditLog).where(AuditLog.action == "user.set_password"))
+        assert entry is not None and entry.user_id is None and entry.target == f"user {user.id}"
+        assert entry.details == {"logins_revoked": 2, "via": "cli"}
     engine.dispose()
 
     listing = runner.invoke(app, ["users", "list"])
