@@ -270,10 +270,10 @@ def use_fast_layers(model: nn.Module) -> None:
     fast = types.FunctionType(
         forward.__code__, namespace, forward.__name__, forward.__defaults__, forward.__closure__
     )
-    model.forward = types.MethodType(fast, model)  # type: ignore[method-assign]
+    model.forward = types.MethodType(fast, model)
     for module in model.modules():
         if type(module).__name__ == "RedirectedReluLayer":
-            module.forward = types.MethodType(_fast_redirected_relu, module)  # type: ignore[method-assign]
+            module.forward = types.MethodType(_fast_redirected_relu, module)
 
 
 def use_lucent_layers(model: nn.Module) -> None:
