@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db import utc_now
@@ -59,11 +60,41 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 
-def get_participant(token: str, session: SessionDep) -> Participant:
-    """Resolve the participant token in the path (with session and experiment in one query)."""
+async def get_answer_session(request: Request) -> AsyncIterator[Session]:
+    """A session for an async route that does its database work in one thread-pool hop.
+
+    `get_session` is a sync generator: FastAPI enters and leaves it on the thread pool (two
+    hops). Creating a Session does no I/O; closing one does only while it still holds a
+    connection (an error before commit), and then that happens on the thread pool.
+    """
+    session = request.app.state.sessionmaker()
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
+
+
+AnswerSessionDep = Annotated[Session, Depends(get_answer_session)]
+
+
+def check_token(token: str) -> None:
+    """Refuse tokens that cannot exist before they reach the database."""
     # A NUL byte cannot be stored in a Postgres text value: the query would fail with a 500.
     if len(token) > TOKEN_MAX_LEN or "\x00" in token:
         raise NotFound("unknown participant link")
+
+
+def get_participant(token: str, session: SessionDep) -> Participant:
+    """Resolve the participant token in the path (with session and experiment in one query)."""
+    return participant_by_token(session, token)
+
+
+def participant_by_token(session: Session, token: str) -> Participant:
+    """The participant of a token (with session and experiment in one query), or NotFound."""
+    check_token(token)
     participant = session.scalar(
         select(Participant)
         .options(joinedload(Participant.experiment_session), joinedload(Participant.experiment))

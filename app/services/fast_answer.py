@@ -1,0 +1,231 @@
+"""The common answer in one SQL statement (PostgreSQL).
+
+An answer to the participant's current trial that does not end a block is the request that
+comes every few seconds from every participant. `answer_in_one_statement` stores it and reads
+the next trials in a single round trip; the general ORM path (`app.services.trials`) did the
+same in five statements. Everything else — a retry of a stored answer, an answer out of order,
+a block end (feedback, practice repeats, exclusions), a next trial whose images are chosen from
+earlier answers, a paused study, SQLite — is left to the general path, in the same transaction,
+so the two paths cannot disagree on what is stored.
+
+The statement checks what the general path checks before storing (participant in progress,
+study open, the trial is the current one: answered + skipped trials = its index, its images
+are known), and stores with the same `ON CONFLICT DO NOTHING` on the same unique keys.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db import utc_now
+from app.models import Experiment
+from app.schemas import ResponseSubmit, TimingRead
+from app.services.experiments import design_of
+from app.services.participants import LAST_SEEN_RESOLUTION_S
+
+IMAGE_URL_PREFIX = "/img/"
+
+ANSWER_SQL = """
+WITH p AS (
+    SELECT p.id, p.experiment_id, p.n_trials, p.blocks
+    FROM participant p
+    JOIN experiment_session s ON s.id = p.experiment_session_id
+    WHERE p.token = %(token)s::text AND p.status = 'in_progress' AND s.status = 'open'
+), cur AS (
+    SELECT t.id, t.trial_index, t.block_index, t.query_order, p.id AS participant_id
+    FROM p
+    JOIN scheduled_trial t ON t.participant_id = p.id AND t.trial_index = %(trial_index)s::int
+    WHERE jsonb_typeof(t.display) = 'object'
+      AND (SELECT count(*) FROM trial_response r WHERE r.participant_id = p.id)
+        + (SELECT count(*) FROM scheduled_trial k WHERE k.participant_id = p.id AND k.skipped)
+        = %(trial_index)s::int
+), ins AS (
+    INSERT INTO trial_response (
+        participant_id, scheduled_trial_id, trial_index, response_uuid, response, confidence,
+        correct, rt_ms, onset_ms, answer_ms, frame_interval_mean_ms, frame_interval_max_ms,
+        viewport_w_px, viewport_h_px, device_pixel_ratio, focus_lost, fullscreen_exited,
+        input_kind, via_beacon, received_at
+    )
+    SELECT cur.participant_id, cur.id, cur.trial_index, %(response_uuid)s::text, %(response)s::text,
+        %(confidence)s::int,
+        %(response)s::text = CASE WHEN cur.query_order = 'max_upper' THEN 'upper' ELSE 'lower' END,
+        %(rt_ms)s::float8, %(onset_ms)s::float8, %(answer_ms)s::float8, %(frame_interval_mean_ms)s::float8,
+        %(frame_interval_max_ms)s::float8, %(viewport_w_px)s::int, %(viewport_h_px)s::int,
+        %(device_pixel_ratio)s::float8, %(focus_lost)s::bool, %(fullscreen_exited)s::bool, %(input_kind)s::text,
+        %(via_beacon)s::bool, %(now)s::timestamptz
+    FROM cur
+    ON CONFLICT DO NOTHING
+    RETURNING correct
+), seen AS (
+    UPDATE participant SET last_seen_at = %(now)s::timestamptz
+    WHERE id = (SELECT participant_id FROM cur)
+      AND EXISTS (SELECT 1 FROM ins)
+      AND (last_seen_at IS NULL OR last_seen_at <= %(stale_before)s::timestamptz)
+)
+SELECT ins.correct, cur.query_order, cur.block_index, p.experiment_id, p.n_trials, p.blocks,
+    (SELECT coalesce(json_agg(n ORDER BY n.trial_index), '[]'::json) FROM (
+        SELECT t.trial_index, t.block_index, t.grid_mode, t.n_references, t.display, t.feedback,
+            t.trial_kind = 'repeated' AND t.stimulus_unit_id IS NULL AS unfilled
+        FROM scheduled_trial t
+        WHERE t.participant_id = p.id AND t.trial_index > %(trial_index)s::int AND NOT t.skipped
+        ORDER BY t.trial_index
+        LIMIT %(window)s::int
+    ) n) AS upcoming
+FROM ins, cur, p
+"""
+
+
+@dataclass(frozen=True)
+class FastAnswer:
+    """What the one statement did: `ack` is None when the general path must finish the request
+    (`stored` then says whether this statement already stored the answer)."""
+
+    stored: bool
+    ack: dict[str, Any] | None
+
+
+_TIMING_KEYS = tuple(TimingRead.model_fields)
+_TIMING_CACHE: OrderedDict[int, dict[str, Any]] = OrderedDict()
+
+
+def _timing(session: Session, experiment_id: int) -> dict[str, Any]:
+    """The design's timing block of an experiment (designs never change; cached by id)."""
+    found = _TIMING_CACHE.get(experiment_id)
+    if found is None:
+        experiment = session.get(Experiment, experiment_id)
+        assert experiment is not None  # the participant row references it
+        timing = design_of(experiment).timing.model_dump()
+        found = {key: timing[key] for key in _TIMING_KEYS}
+        _TIMING_CACHE[experiment_id] = found
+        while len(_TIMING_CACHE) > 256:
+            _TIMING_CACHE.popitem(last=False)
+    return found
+
+
+def _url(name: str) -> str:
+    return IMAGE_URL_PREFIX + name
+
+
+def answer_in_one_statement(
+    session: Session,
+    token: str,
+    submit: ResponseSubmit,
+    *,
+    via_beacon: bool,
+    ahead: int,
+    received_at: datetime | None = None,
+) -> FastAnswer:
+    """Store the current trial's answer and build its acknowledgement in one statement.
+
+    Runs in the session's transaction (the caller commits). Returns `ack=None` for every case
+    the general path handles (see the module docstring).
+    """
+    now = received_at or utc_now()
+    params = {
+        "token": token,
+        "trial_index": submit.trial_index,
+        "response_uuid": str(submit.response_uuid),
+        "response": submit.response,
+        "confidence": submit.confidence,
+        "rt_ms": submit.rt_ms,
+        "onset_ms": submit.onset_ms,
+        "answer_ms": submit.answer_ms,
+        "frame_interval_mean_ms": submit.frame_interval_mean_ms,
+        "frame_interval_max_ms": submit.frame_interval_max_ms,
+        "viewport_w_px": submit.viewport_w_px,
+        "viewport_h_px": submit.viewport_h_px,
+        "device_pixel_ratio": submit.device_pixel_ratio,
+        "focus_lost": submit.focus_lost,
+        "fullscreen_exited": submit.fullscreen_exited,
+        "input_kind": submit.input,
+        "via_beacon": via_beacon,
+        "now": now,
+        "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
+        "window": ahead + 1,
+    }
+    row = session.connection().exec_driver_sql(ANSWER_SQL, params).first()
+    if row is None:
+        return FastAnswer(stored=False, ack=None)
+    correct, query_order, block_index, experiment_id, n_trials, blocks, upcoming = row
+    first_index = sum(b["n_trials"] for b in blocks[:block_index])
+    if submit.trial_index == first_index + blocks[block_index]["n_trials"] - 1:
+        return FastAnswer(stored=True, ack=None)  # a block ends: feedback, repeats, exclusions
+    n_answered = submit.trial_index + 1
+    nxt: dict[str, Any]
+    if not upcoming:
+        nxt = {
+            "step": "done",
+            "n_trials": n_trials,
+            "n_answered": n_answered,
+            "trial": None,
+            "preload": [],
+        }
+    else:
+        current = upcoming[0]
+        if current["unfilled"]:
+            return FastAnswer(stored=True, ack=None)  # its images come from earlier answers
+        nxt = {
+            "step": "trial",
+            "n_trials": n_trials,
+            "n_answered": n_answered,
+            "trial": _trial(current, blocks, _timing(session, experiment_id)),
+            "preload": _preload(upcoming[1:]),
+        }
+    return FastAnswer(
+        stored=True,
+        ack={
+            "trial_index": submit.trial_index,
+            "duplicate": False,
+            "correct": correct,
+            "correct_response": "upper" if query_order == "max_upper" else "lower",
+            "block_end": None,
+            "next": nxt,
+        },
+    )
+
+
+def _trial(row: dict[str, Any], blocks: list[dict[str, Any]], timing: dict[str, Any]) -> Any:
+    """The trial payload, as `app.services.trials.trial_payload` builds it from ORM rows."""
+    index = row["block_index"]
+    block = blocks[index]
+    display = row["display"]
+    return {
+        "trial_index": row["trial_index"],
+        "block": {
+            "block_index": index,
+            "kind": block["kind"],
+            "title": block["title"],
+            "n_trials": block["n_trials"],
+            "position": row["trial_index"] - sum(b["n_trials"] for b in blocks[:index]),
+            "block_feedback": block["block_feedback"],
+            "break_after": block["break_after"],
+        },
+        "grid_mode": row["grid_mode"],
+        "n_references": row["n_references"],
+        "references": {
+            "min": [_url(h) for h in display["min"]],
+            "max": [_url(h) for h in display["max"]],
+        },
+        "queries": {"upper": _url(display["upper"]), "lower": _url(display["lower"])},
+        "feedback": row["feedback"],
+        "timing": timing,
+    }
+
+
+def _preload(rows: list[dict[str, Any]]) -> list[str]:
+    """Images of the trials after the next one, as `app.services.trials.next_step` lists them."""
+    preload: list[str] = []
+    for row in rows:
+        d = row["display"]
+        if not d:
+            break
+        for name in (*d["max"], *d["min"], d["upper"], d["lower"]):
+            url = _url(name)
+            if url not in preload:
+                preload.append(url)
+    return preload

@@ -1,0 +1,110 @@
+"""The one-statement answer path (PostgreSQL) stores and acknowledges exactly what the general
+ORM path would, and leaves every other case to it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import app.routes.participant as participant_routes
+from app.models import Participant, StimulusSet, TrialResponse
+from app.schemas import ResponseAck
+from app.services import trials as trial_service
+from app.services.fast_answer import FastAnswer
+from tests.app.routes.test_participant_flow import answer, enrol, start_task
+from tests.factories import make_experiment, make_launch
+
+
+@pytest.fixture()
+def fast_outcomes(
+    db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[int, FastAnswer]]:
+    if db_session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    outcomes: list[tuple[int, FastAnswer]] = []
+    real = participant_routes.answer_in_one_statement
+
+    def spy(session: Session, token: str, submit: Any, **kwargs: Any) -> FastAnswer:
+        result = real(session, token, submit, **kwargs)
+        outcomes.append((submit.trial_index, result))
+        return result
+
+    monkeypatch.setattr(participant_routes, "answer_in_one_statement", spy)
+    return outcomes
+
+
+def test_one_statement_acks_equal_the_general_paths_next_step(
+    client: TestClient,
+    db_session: Session,
+    demo_set: StimulusSet,
+    fast_outcomes: list[tuple[int, FastAnswer]],
+) -> None:
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "fast-path"})
+    start_task(client, token)
+    participant = db_session.scalar(select(Participant).where(Participant.token == token))
+    assert participant is not None
+    step = client.get(f"/api/p/{token}/next").json()
+    while step["step"] == "trial":
+        body = answer(step["trial"]["trial_index"])
+        response = client.post(f"/api/p/{token}/responses", json=body)
+        assert response.status_code == 200, response.text
+        ack = response.json()
+        ResponseAck.model_validate(ack)
+        db_session.expire_all()
+        expected = trial_service.next_step(db_session, participant, ahead=3)
+        assert ack["next"] == json.loads(json.dumps(expected))
+        stored = db_session.scalar(
+            select(TrialResponse).where(TrialResponse.response_uuid == body["response_uuid"])
+        )
+        assert stored is not None and stored.trial_index == body["trial_index"]
+        assert stored.rt_ms == body["rt_ms"] and stored.confidence == body["confidence"]
+        assert ack["correct"] == stored.correct and ack["duplicate"] is False
+        step = ack["next"]
+    n_trials = participant.n_trials
+    handled = [i for i, outcome in fast_outcomes if outcome.ack is not None]
+    left = [i for i, outcome in fast_outcomes if outcome.ack is None]
+    assert len(fast_outcomes) == n_trials
+    # every block's last answer (feedback, exclusions) went to the general path, stored once
+    block_ends = {
+        sum(b["n_trials"] for b in participant.blocks[: k + 1]) - 1
+        for k in range(len(participant.blocks))
+    }
+    assert set(left) == block_ends
+    assert all(outcome.stored for _, outcome in fast_outcomes)
+    assert len(handled) == n_trials - len(block_ends) > 0
+    rows = db_session.scalars(
+        select(TrialResponse.trial_index).where(TrialResponse.participant_id == participant.id)
+    ).all()
+    assert sorted(rows) == list(range(n_trials))
+    assert participant.last_seen_at is not None
+
+
+def test_retries_and_answers_out_of_order_go_to_the_general_path(
+    client: TestClient,
+    db_session: Session,
+    demo_set: StimulusSet,
+    fast_outcomes: list[tuple[int, FastAnswer]],
+) -> None:
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "fast-path-retry"})
+    start_task(client, token)
+    first = answer(0)
+    ack = client.post(f"/api/p/{token}/responses", json=first).json()
+    again = client.post(f"/api/p/{token}/responses", json=first)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["next"] == ack["next"]
+    skipped_ahead = client.post(f"/api/p/{token}/responses", json=answer(5))
+    assert skipped_ahead.status_code == 409
+    assert [(i, o.stored) for i, o in fast_outcomes] == [(0, True), (0, False), (5, False)]
+    count = db_session.scalars(
+        select(TrialResponse.id).join(Participant).where(Participant.token == token)
+    ).all()
+    assert len(count) == 1
