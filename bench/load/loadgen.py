@@ -1,4 +1,4 @@
-"""Simulated participants (asyncio + httpx) that follow the real participant API.
+"""Simulated participants (asyncio + aiohttp) that follow the real participant API.
 
 Each virtual participant, in a closed loop until `--duration` is over: landing page → enrol
 (unique PROLIFIC_PID) → consent → instructions → GET /next → one POST /responses per trial
@@ -7,6 +7,11 @@ backoff, as the browser does) → POST /complete, then starts again as a new par
 It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
 `Server-Timing: app;dur` for the answer path, and with `--verify-dsn` checks in Postgres that
 every acknowledged answer is stored exactly once and no other row exists for its participants.
+
+The HTTP client is aiohttp, not httpx: on the 2-core benchmark machine, where the generator
+shares the CPU with the server and Postgres, httpx cost ~1.4 ms of generator CPU per request
+(5 ms with sniffio missing, which makes httpcore retry a failed import on every request) and
+aiohttp ~0.3 ms (docs/benchmarks.md, "The load generator's own cost").
 
 Run against a running server, e.g.:
     .venv/bin/python -m bench.load.loadgen --url http://127.0.0.1:8000 --link bench-lossless \
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
+import aiohttp
 import typer
 
 logger = logging.getLogger(__name__)
@@ -63,7 +68,7 @@ class Stats:
     measuring: bool = False
     """Latencies are only recorded after the warm-up."""
 
-    def record(self, name: str, ms: float, response: httpx.Response) -> None:
+    def record(self, name: str, ms: float, response: Reply) -> None:
         self.ok[name] += 1
         if not self.measuring:
             return
@@ -79,6 +84,22 @@ class Stats:
         self.errors[name] += 1
         if len(self.error_samples) < 20:
             self.error_samples.append(f"{name}: {message}")
+
+
+@dataclass
+class Reply:
+    """What the generator keeps of a response (read completely before the next request)."""
+
+    status_code: int
+    headers: Any
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 class GiveUp(Exception):
@@ -109,7 +130,7 @@ def answer_body(trial_index: int, rng: random.Random) -> dict[str, Any]:
 
 
 async def call(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     stats: Stats,
     name: str,
     method: str,
@@ -117,15 +138,16 @@ async def call(
     *,
     ok_status: tuple[int, ...] = (200,),
     **kwargs: Any,
-) -> httpx.Response:
+) -> Reply:
     """One request, retried unchanged on network errors and 5xx with capped exponential backoff."""
     deadline = time.monotonic() + RETRY_DEADLINE_S
     delay = 0.05
     while True:
         start = time.perf_counter()
         try:
-            response = await client.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
+            async with client.request(method, url, allow_redirects=False, **kwargs) as raw:
+                response = Reply(raw.status, raw.headers, await raw.read())
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
         else:
             ms = (time.perf_counter() - start) * 1000
@@ -168,16 +190,15 @@ async def participant_loop(
 ) -> None:
     """Run sessions back to back as new participants until `stop_at` (monotonic seconds).
 
-    Each participant has its own client and keep-alive connection, like a browser (one shared
-    httpx pool with hundreds of connections costs the generator more CPU than the server).
+    Each participant has its own client and keep-alive connections, like a browser.
     """
     rng = random.Random(f"{run_id}-{worker}")
     n = 0
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-    timeout = httpx.Timeout(30.0, connect=10.0)
-    async with httpx.AsyncClient(
-        base_url=url, limits=limits, timeout=timeout, verify=ssl_context
+    connector = aiohttp.TCPConnector(limit=2, ssl=ssl_context)
+    timeout = aiohttp.ClientTimeout(total=30.0, connect=10.0)
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
     ) as client:
         while time.monotonic() < stop_at:
             n += 1
@@ -191,7 +212,7 @@ async def participant_loop(
 
 
 async def run_session(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     stats: Stats,
     rng: random.Random,
     pid: str,

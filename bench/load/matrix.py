@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
+import psutil
 import typer
 
 cli = typer.Typer(add_completion=False)
@@ -93,6 +94,30 @@ def loadavg() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by these processes (gone ones count 0)."""
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def postgres_processes() -> list[psutil.Process]:
+    """Every PostgreSQL server process on this machine (backends of the benchmark included)."""
+    return [
+        p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")
+    ]
+
+
+def server_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    root = psutil.Process(proc.pid)
+    return [root, *root.children(recursive=True)]
+
+
 @cli.command()
 def main(
     database_url: Annotated[str, typer.Option()],
@@ -117,6 +142,10 @@ def main(
             proc = start_server(database_url, stimuli_dir, port, int(workers), pool, concurrency)
             path = out / f"{cfg.replace(':', '_')}_r{rep}.json"
             load_before = loadavg()
+            servers = server_processes(proc)
+            pg_before = {p.pid: cpu_seconds([p]) for p in postgres_processes()}
+            server_before = cpu_seconds(servers)
+            children_before = os.times()
             try:
                 result = subprocess.run(
                     [
@@ -147,10 +176,25 @@ def main(
                     check=False,
                 )
             finally:
+                children_after = os.times()
+                server_cpu = cpu_seconds(servers) - server_before
+                pg_cpu = sum(
+                    cpu_seconds([p]) - pg_before.get(p.pid, 0.0) for p in postgres_processes()
+                )
                 stop_server(proc)
             typer.echo(f"== {cfg} rep {rep} (load {load_before:.1f})\n{result.stdout}")
             data = json.loads(path.read_text())
             data["loadavg_1m_before"] = load_before
+            # CPU seconds over the whole loadgen run (warm-up included), per answer acked.
+            generator_cpu = (children_after.children_user + children_after.children_system) - (
+                children_before.children_user + children_before.children_system
+            )
+            acked = max(1, data["acked_answers"])
+            data["cpu_ms_per_answer"] = {
+                "server": round(1e3 * server_cpu / acked, 3),
+                "postgres": round(1e3 * pg_cpu / acked, 3),
+                "generator": round(1e3 * generator_cpu / acked, 3),
+            }
             path.write_text(json.dumps(data, indent=1))
             runs[cfg].append(data)
     summary = {}
@@ -169,6 +213,10 @@ def main(
             "duplicated": sum(r["verify"]["duplicated"] for r in results),
             "acked": sum(r["verify"]["acked"] for r in results),
             "loadavg_1m_before": [r["loadavg_1m_before"] for r in results],
+            "cpu_ms_per_answer": {
+                k: statistics.median(r["cpu_ms_per_answer"][k] for r in results)
+                for k in ("server", "postgres", "generator")
+            },
         }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     typer.echo(json.dumps(summary, indent=1))
