@@ -39,8 +39,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """Build an engine; SQLite gets foreign keys, WAL and write-serialising transactions."""
+def make_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True
+) -> Engine:
+    """Build an engine; SQLite gets foreign keys, WAL and write-serialising transactions.
+
+    `pre_ping=False` saves a round trip per checkout; its users must retry a statement that
+    fails on a dropped connection (SQLAlchemy then discards the pool's older connections).
+    """
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -56,7 +62,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     return create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,

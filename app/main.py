@@ -189,6 +189,14 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the application for `settings` (the only place that wires everything together)."""
     configure_logging(settings.log_level, settings.log_json)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    # The one-statement answer path's own connections: autocommit, no pre-ping (it retries).
+    answer_engine = (
+        make_engine(
+            settings.database_url, pool_size=settings.participant_concurrency, pre_ping=False
+        )
+        if engine.dialect.name == "postgresql"
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +204,8 @@ def create_app(settings: Settings) -> FastAPI:
             assert_schema_current(engine)
         yield
         engine.dispose()
+        if answer_engine is not None:
+            answer_engine.dispose()
 
     app = FastAPI(
         title="psychvis",
@@ -207,6 +217,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.answer_engine = answer_engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.templates = make_templates(settings.templates_dir, settings.static_dir)
 

@@ -334,21 +334,38 @@ async def post_response(
     """
     submit: ResponseSubmit = _parse(ResponseSubmit, body)
     via_beacon = request.headers.get("content-type", "").startswith("text/plain")
-    ack = await run_in_threadpool(_answer, session, settings, token, submit, via_beacon)
+    ack = await run_in_threadpool(
+        _answer, session, settings, token, submit, via_beacon, request.app.state.answer_engine
+    )
     if isinstance(ack, bytes):
         return Response(ack, media_type="application/json")
     return ack
 
 
 def _answer(
-    session: Session, settings: Any, token: str, submit: ResponseSubmit, via_beacon: bool
+    session: Session,
+    settings: Any,
+    token: str,
+    submit: ResponseSubmit,
+    via_beacon: bool,
+    answer_engine: Any = None,
 ) -> bytes | dict[str, Any]:
-    """The answer's database work: one statement for the common case, else the general path."""
+    """The answer's database work: one statement for the common case, else the general path.
+
+    After the one statement stored an answer on its own autocommit connection, the general
+    path (block end) runs in a new transaction and sees it as stored; were that to fail, the
+    client's retry with the same response_uuid redoes the block end (it is idempotent).
+    """
     check_token(token)
     stored_here = False
     if session.get_bind().dialect.name == "postgresql":
         fast = answer_in_one_statement(
-            session, token, submit, via_beacon=via_beacon, ahead=settings.preload_ahead
+            session,
+            token,
+            submit,
+            via_beacon=via_beacon,
+            ahead=settings.preload_ahead,
+            autocommit_engine=answer_engine,
         )
         if fast.ack is not None:
             session.commit()

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db import utc_now
@@ -118,12 +120,16 @@ def answer_in_one_statement(
     *,
     via_beacon: bool,
     ahead: int,
+    autocommit_engine: Engine | None = None,
     received_at: datetime | None = None,
 ) -> FastAnswer:
     """Store the current trial's answer and build its acknowledgement in one statement.
 
-    Runs in the session's transaction (the caller commits). Returns `ack=None` for every case
-    the general path handles (see the module docstring).
+    With `autocommit_engine` and no transaction open in `session`, the statement runs alone on
+    a connection of that engine in autocommit mode: one round trip (no BEGIN, COMMIT or
+    pre-ping), committed when it returns. Otherwise it runs in the session's transaction and the
+    caller commits (tests run the route inside a transaction that is rolled back).
+    Returns `ack=None` for every case the general path handles (see the module docstring).
     """
     now = received_at or utc_now()
     params = {
@@ -148,7 +154,10 @@ def answer_in_one_statement(
         "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
         "window": ahead + 1,
     }
-    row = session.connection().exec_driver_sql(ANSWER_SQL, params).first()
+    if autocommit_engine is not None and not session.in_transaction():
+        row = _run_autocommit(autocommit_engine, params)
+    else:
+        row = session.connection().exec_driver_sql(ANSWER_SQL, params).first()
     if row is None:
         return FastAnswer(stored=False, ack=None)
     correct, query_order, block_index, experiment_id, n_trials, blocks, upcoming = row
@@ -187,6 +196,24 @@ def answer_in_one_statement(
             "next": nxt,
         },
     )
+
+
+def _run_autocommit(engine: Engine, params: dict[str, Any]) -> Any:
+    """The statement on its own autocommit connection; once more after a dropped connection.
+
+    The engine has no pre-ping: a connection that died with the server (restart, failover)
+    fails here, SQLAlchemy invalidates it and the pool's older ones, and the retry gets a new
+    one. Retrying is safe: the statement stores nothing twice (unique keys).
+    """
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as raw:
+                conn: Connection = raw.execution_options(isolation_level="AUTOCOMMIT")
+                return conn.exec_driver_sql(ANSWER_SQL, params).first()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _trial(row: dict[str, Any], blocks: list[dict[str, Any]], timing: dict[str, Any]) -> Any:

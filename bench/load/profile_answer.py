@@ -20,6 +20,7 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
@@ -27,10 +28,9 @@ from sqlalchemy import event, select
 
 from app.db import make_engine, make_sessionmaker
 from app.models import Participant
-from app.routes.deps import get_participant
-from app.schemas import ResponseAck, ResponseSubmit
+from app.routes.participant import _answer
+from app.schemas import ResponseSubmit
 from app.services import participants as participant_service
-from app.services import trials as trial_service
 from app.services.experiments import get_session_by_link
 from bench.load.loadgen import answer_body
 
@@ -40,39 +40,26 @@ cli = typer.Typer(add_completion=False)
 def answer_once(
     factory: Any, token: str, body: dict[str, Any], timings: dict[str, list[float]]
 ) -> bool:
-    """One answer through the same calls as the route; False once the session is done."""
-    marks = [time.perf_counter()]
+    """One answer through the route's own database function; False once the session is done.
+
+    Records wall and CPU milliseconds per answer, separately for answers the one-statement path
+    acknowledged (`fast_*`) and those the general path finished (`general_*`).
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
     with factory() as session:
-        participant = get_participant(token, session)
-        marks.append(time.perf_counter())
         submit = ResponseSubmit.model_validate_json(json.dumps(body))
-        recorded = trial_service.record_response(session, participant, submit)
-        marks.append(time.perf_counter())
-        block_end = trial_service.finish_block(session, participant, recorded.trial)
-        marks.append(time.perf_counter())
-        n_answered = recorded.n_done if block_end is None else None
-        next_step = trial_service.next_step(session, participant, n_answered=n_answered, ahead=3)
-        marks.append(time.perf_counter())
-        session.commit()
-        marks.append(time.perf_counter())
-        ack = {
-            "trial_index": recorded.response.trial_index,
-            "duplicate": recorded.duplicate,
-            "correct": recorded.response.correct,
-            "correct_response": "upper" if recorded.trial.query_order == "max_upper" else "lower",
-            "block_end": block_end,
-            "next": next_step,
-        }
-        ResponseAck.model_validate(ack).model_dump_json()
-        marks.append(time.perf_counter())
-    for name, a, b in zip(
-        ("token", "record", "block_end", "next_step", "commit", "serialise"),
-        marks,
-        marks[1:],
-        strict=False,
-    ):
-        timings[name].append((b - a) * 1000)
-    return next_step["step"] == "trial"
+        ack = _answer(session, SETTINGS, token, submit, False, ANSWER_ENGINE.get("engine"))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    path = "fast" if isinstance(ack, bytes) else "general"
+    data = json.loads(ack) if isinstance(ack, bytes) else ack
+    timings[f"{path}_wall"].append(wall * 1000)
+    timings[f"{path}_cpu"].append(cpu * 1000)
+    return bool(data["next"]["step"] == "trial")
+
+
+SETTINGS = SimpleNamespace(preload_ahead=3)
+ANSWER_ENGINE: dict[str, Any] = {}
+"""The app's autocommit engine of the one-statement path (set in main)."""
 
 
 @cli.command()
@@ -83,6 +70,7 @@ def main(
 ) -> None:
     """Profile the answer path for PARTICIPANTS fresh participants of LINK."""
     engine = make_engine(database_url, pool_size=2)
+    ANSWER_ENGINE["engine"] = make_engine(database_url, pool_size=2, pre_ping=False)
     factory = make_sessionmaker(engine)
     statements: list[str] = []
 
@@ -127,7 +115,7 @@ def main(
         typer.echo(f"  {s}")
     typer.echo(f"{total} answers in {elapsed:.2f} s: {total / elapsed:.0f} answers/s on one thread")
     for name, values in timings.items():
-        typer.echo(f"  {name:<10} median {statistics.median(values):6.2f} ms")
+        typer.echo(f"  {name:<13} median {statistics.median(values):6.2f} ms  (n = {len(values)})")
     stream = io.StringIO()
     pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(25)
     typer.echo(stream.getvalue())

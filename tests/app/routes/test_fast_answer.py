@@ -4,14 +4,17 @@ ORM path would, and leaves every other case to it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 import app.routes.participant as participant_routes
+from app.db import make_engine, make_sessionmaker
 from app.models import Participant, StimulusSet, TrialResponse
 from app.schemas import ResponseAck
 from app.services import trials as trial_service
@@ -108,3 +111,84 @@ def test_retries_and_answers_out_of_order_go_to_the_general_path(
         select(TrialResponse.id).join(Participant).where(Participant.token == token)
     ).all()
     assert len(count) == 1
+
+
+@pytest.fixture()
+def committed_app(
+    postgres_server_url: str, demo_set_path: Path, tmp_path: Path
+) -> Iterator[tuple[TestClient, str, Engine]]:
+    """The production wiring (no session override) on a database of its own, committed data."""
+    from app.config import Settings
+    from app.main import create_app
+    from app.migrate import upgrade
+    from app.services.blobs import BlobStore
+    from app.services.stimuli import import_stimulus_set
+    from tests.conftest import create_database, drop_database
+
+    url = create_database(postgres_server_url)
+    engine = make_engine(url, pool_size=2)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            imported = import_stimulus_set(
+                session, demo_set_path, BlobStore(tmp_path / "blobs"), set_id="fast-demo"
+            )
+            launched = make_launch(session, make_experiment(session, imported))
+            session.commit()
+            link = launched.link_code
+        settings = Settings(
+            env="test",
+            database_url=url,
+            secret_key="test-" + "x" * 40,
+            stimuli_dir=tmp_path,
+            log_level="WARNING",
+        )
+        with TestClient(create_app(settings)) as client:
+            yield client, link, engine
+    finally:
+        engine.dispose()
+        drop_database(postgres_server_url, url)
+
+
+def test_autocommit_statement_stores_acknowledged_answers_and_survives_dropped_connections(
+    committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, link, engine = committed_app
+    outcomes: list[FastAnswer] = []
+    real = participant_routes.answer_in_one_statement
+
+    def spy(*args: Any, **kwargs: Any) -> FastAnswer:
+        assert kwargs["autocommit_engine"] is not None
+        result = real(*args, **kwargs)
+        outcomes.append(result)
+        return result
+
+    monkeypatch.setattr(participant_routes, "answer_in_one_statement", spy)
+    token = enrol(client, link, {"PROLIFIC_PID": "fast-autocommit"})
+    start_task(client, token)
+    step = client.get(f"/api/p/{token}/next").json()
+    acked: list[str] = []
+    while step["step"] == "trial":
+        if len(acked) in (2, 5):
+            # The server drops every other connection (a restart, a failover): the pooled
+            # autocommit connections are dead; the next answer must still be stored once.
+            with engine.connect() as conn:
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        body = answer(step["trial"]["trial_index"])
+        response = client.post(f"/api/p/{token}/responses", json=body)
+        assert response.status_code == 200, response.text
+        acked.append(body["response_uuid"])
+        step = response.json()["next"]
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT r.response_uuid FROM trial_response r JOIN participant p "
+            "ON p.id = r.participant_id WHERE p.token = %(t)s ORDER BY r.trial_index",
+            {"t": token},
+        ).scalars()
+        assert list(stored) == acked
+    assert sum(1 for o in outcomes if o.ack is not None) > len(acked) // 2
+    finish = client.post(f"/api/p/{token}/complete")
+    assert finish.status_code == 200 and finish.json()["outcome"] in ("completed", "pending")
