@@ -6,7 +6,8 @@ checkout. Each repetition starts a fresh server per version, runs bench.load.loa
 20 s warm-up, then 30 s measured), verifies in Postgres and records the
 CPU milliseconds per acknowledged answer of the server, Postgres and the generator.
 
-Run from the repository root (after bench.load.setup_bench): python bench/load/ab_compare.py 3
+Run from the repository root (after bench.load.setup_bench):
+    python bench/load/ab_compare.py REPEATS [PARTICIPANTS [THINK_MS]]
 """
 
 import json
@@ -40,6 +41,8 @@ def cpu(procs):
     return t
 
 
+PARTICIPANTS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+THINK_MS = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 res = {"base": [], "fast": []}
 for rep in range(int(sys.argv[1])):
     for variant in ("base", "fast"):
@@ -80,7 +83,9 @@ for rep in range(int(sys.argv[1])):
                 "--link",
                 "bench-lossless",
                 "--participants",
-                "200",
+                str(PARTICIPANTS),
+                "--think-ms",
+                str(THINK_MS),
                 "--duration",
                 "30",
                 "--warmup",
@@ -140,4 +145,4 @@ for v, rows in res.items():
         "gen",
         statistics.median(r["gen_cpu_ms"] for r in rows),
     )
-json.dump(res, open("bench/out/ab_summary.json", "w"), indent=1)
+json.dump(res, open(f"bench/out/ab_summary_{PARTICIPANTS}_{THINK_MS:g}.json", "w"), indent=1)
