@@ -63,14 +63,46 @@ def timing_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         yield base, links["timing45"], settings
 
 
-def _run_page(browser: Any, base: str, token: str, script: str) -> tuple[Any, Any, list[str]]:
+def _run_page(
+    browser: Any, base: str, token: str, script: str, warm: list[str] | None = None
+) -> tuple[Any, Any, list[str]]:
     ctx = browser.new_context(viewport=VIEWPORT)
+    if warm:
+        # Fetch these URLs into the context's HTTP cache first (a page of the same origin).
+        page = ctx.new_page()
+        page.goto(f"{base}/healthz")
+        fetched = page.evaluate(
+            "async (urls) => (await Promise.all(urls.map(u => fetch(u).then(r => r.blob()))))"
+            ".length",
+            warm,
+        )
+        assert fetched == len(warm)
+        page.close()
     ctx.add_init_script(script)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{base}/p/{token}")
     return ctx, page, errors
+
+
+def _image_urls(settings: Settings, token: str) -> list[str]:
+    """Every image URL of the participant's schedule."""
+    from sqlalchemy import select
+
+    from app.db import make_engine, make_sessionmaker
+    from app.models import Participant, ScheduledTrial
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        with make_sessionmaker(engine)() as session:
+            displays = session.scalars(
+                select(ScheduledTrial.display).join(Participant).where(Participant.token == token)
+            ).all()
+    finally:
+        engine.dispose()
+    names = {n for d in displays if d for n in (*d["min"], *d["max"], d["upper"], d["lower"])}
+    return [f"/img/{n}" for n in sorted(names)]
 
 
 def _frame_period(rows: list[Any]) -> float:
@@ -111,15 +143,21 @@ def test_answer_to_next_onset_is_feedback_interval_plus_double_raf_on_all_45_tri
     it is shown: there onset - click must lie in [0.5 F, blank_ms + 2.5 F] (the blank may have
     run out during the message). That leaves only the session's first onset, which waits for
     the first images (the cold start test covers it).
-    The first block fetches its 300 images from the server; blocks 2 and 3 show the same units
-    again, so their bytes come from the browser's cache, but each trial is still loaded through
-    the preloader and decoded into new <img> elements.
+    The session's images are fetched into the browser's HTTP cache before the task page opens,
+    so each trial's images come from the cache through the preloader and are decoded into new
+    <img> elements during the trial before. Fetched from the test's own server instead (a
+    thread of this process on the same 2 cores as Chromium), the first block's onsets were 1-2
+    frames late in 1-5 of 14 pairs on the slower machine of session 2 (timers firing late while
+    the server served images; never on session 1's machine). Loading over a network is measured
+    by the cold-start test below and bench/browser_bytes.py.
     """
     base, link, settings = timing_app
     token = enrol_to_task(base, link, "interval")
     # No spinning: the answer's exact delay does not matter here, frames should not stall.
     script = agent_script(delays_ms=[120], inputs=["key"], spin_ms=0)
-    ctx, page, errors = _run_page(browser, base, token, script)
+    warm = _image_urls(settings, token)
+    assert len(warm) >= 2 * N_UNITS  # every unit's images, shared between trials or not
+    ctx, page, errors = _run_page(browser, base, token, script, warm)
     page.wait_for_selector(LEFT_TASK, state="detached", timeout=120_000)
     state = agent_state(page)
     ctx.close()
