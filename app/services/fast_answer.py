@@ -29,6 +29,7 @@ from app.models import Experiment
 from app.schemas import ResponseSubmit, TimingRead
 from app.services.experiments import design_of
 from app.services.participants import LAST_SEEN_RESOLUTION_S
+from app.services.trials import submitted_values
 
 IMAGE_URL_PREFIX = "/img/"
 
@@ -135,21 +136,7 @@ def answer_in_one_statement(
     params = {
         "token": token,
         "trial_index": submit.trial_index,
-        "response_uuid": str(submit.response_uuid),
-        "response": submit.response,
-        "confidence": submit.confidence,
-        "rt_ms": submit.rt_ms,
-        "onset_ms": submit.onset_ms,
-        "answer_ms": submit.answer_ms,
-        "frame_interval_mean_ms": submit.frame_interval_mean_ms,
-        "frame_interval_max_ms": submit.frame_interval_max_ms,
-        "viewport_w_px": submit.viewport_w_px,
-        "viewport_h_px": submit.viewport_h_px,
-        "device_pixel_ratio": submit.device_pixel_ratio,
-        "focus_lost": submit.focus_lost,
-        "fullscreen_exited": submit.fullscreen_exited,
-        "input_kind": submit.input,
-        "via_beacon": via_beacon,
+        **submitted_values(submit, via_beacon=via_beacon),
         "now": now,
         "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
         "window": ahead + 1,

@@ -188,6 +188,27 @@ def next_step(
     }
 
 
+def submitted_values(submit: ResponseSubmit, *, via_beacon: bool) -> dict[str, Any]:
+    """The trial_response columns that come from the browser's answer (both answer paths)."""
+    return {
+        "response_uuid": str(submit.response_uuid),
+        "response": submit.response,
+        "confidence": submit.confidence,
+        "rt_ms": submit.rt_ms,
+        "onset_ms": submit.onset_ms,
+        "answer_ms": submit.answer_ms,
+        "frame_interval_mean_ms": submit.frame_interval_mean_ms,
+        "frame_interval_max_ms": submit.frame_interval_max_ms,
+        "viewport_w_px": submit.viewport_w_px,
+        "viewport_h_px": submit.viewport_h_px,
+        "device_pixel_ratio": submit.device_pixel_ratio,
+        "focus_lost": submit.focus_lost,
+        "fullscreen_exited": submit.fullscreen_exited,
+        "input_kind": submit.input,
+        "via_beacon": via_beacon,
+    }
+
+
 def _find_by_uuid(
     session: Session, participant: Participant, response_uuid: str
 ) -> Recorded | None:
@@ -245,22 +266,8 @@ def record_response(
         "participant_id": participant.id,
         "scheduled_trial_id": trial.id,
         "trial_index": trial.trial_index,
-        "response_uuid": str(submit.response_uuid),
-        "response": submit.response,
-        "confidence": submit.confidence,
         "correct": submit.response == correct_response,
-        "rt_ms": submit.rt_ms,
-        "onset_ms": submit.onset_ms,
-        "answer_ms": submit.answer_ms,
-        "frame_interval_mean_ms": submit.frame_interval_mean_ms,
-        "frame_interval_max_ms": submit.frame_interval_max_ms,
-        "viewport_w_px": submit.viewport_w_px,
-        "viewport_h_px": submit.viewport_h_px,
-        "device_pixel_ratio": submit.device_pixel_ratio,
-        "focus_lost": submit.focus_lost,
-        "fullscreen_exited": submit.fullscreen_exited,
-        "input_kind": submit.input,
-        "via_beacon": via_beacon,
+        **submitted_values(submit, via_beacon=via_beacon),
         "received_at": now,
     }
     # The unique keys (participant, trial) and (response_uuid) decide: a concurrent request that
