@@ -41,16 +41,22 @@ def fast_outcomes(
     return outcomes
 
 
+def _on_task_page(client: TestClient, db_session: Session, demo_set: StimulusSet, pid: str) -> str:
+    """A participant of a new demo experiment, consented and past the instructions."""
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": pid})
+    start_task(client, token)
+    return token
+
+
 def test_one_statement_acks_equal_the_general_paths_next_step(
     client: TestClient,
     db_session: Session,
     demo_set: StimulusSet,
     fast_outcomes: list[tuple[int, FastAnswer]],
 ) -> None:
-    launched = make_launch(db_session, make_experiment(db_session, demo_set))
-    db_session.commit()
-    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "fast-path"})
-    start_task(client, token)
+    token = _on_task_page(client, db_session, demo_set, "fast-path")
     participant = db_session.scalar(select(Participant).where(Participant.token == token))
     assert participant is not None
     step = client.get(f"/api/p/{token}/next").json()
@@ -95,10 +101,7 @@ def test_retries_and_answers_out_of_order_go_to_the_general_path(
     demo_set: StimulusSet,
     fast_outcomes: list[tuple[int, FastAnswer]],
 ) -> None:
-    launched = make_launch(db_session, make_experiment(db_session, demo_set))
-    db_session.commit()
-    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "fast-path-retry"})
-    start_task(client, token)
+    token = _on_task_page(client, db_session, demo_set, "fast-path-retry")
     first = answer(0)
     ack = client.post(f"/api/p/{token}/responses", json=first).json()
     again = client.post(f"/api/p/{token}/responses", json=first)
