@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app import designs
@@ -786,7 +786,14 @@ def participant_page(
     participant = audit.participant_by_number(session, experiment, number)
     trials = session.execute(
         select(ScheduledTrial, TrialResponse, StimulusUnit.label)
-        .outerjoin(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .outerjoin(
+            TrialResponse,
+            # The participant on both sides, so Postgres uses both indexes (quality.py).
+            and_(
+                TrialResponse.scheduled_trial_id == ScheduledTrial.id,
+                TrialResponse.participant_id == participant.id,
+            ),
+        )
         .outerjoin(StimulusUnit, StimulusUnit.id == ScheduledTrial.stimulus_unit_id)
         .where(ScheduledTrial.participant_id == participant.id)
         .order_by(ScheduledTrial.trial_index)

@@ -37,7 +37,12 @@ def participant_summary(session: Session, participant: Participant) -> designs.P
             TrialResponse.correct,
         )
         .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
-        .where(ScheduledTrial.participant_id == participant.id)
+        # Both sides filtered by participant: with only one, Postgres hash-joins a sequential
+        # scan of every stored answer (8 ms at 20,000 answers, growing with the database).
+        .where(
+            ScheduledTrial.participant_id == participant.id,
+            TrialResponse.participant_id == participant.id,
+        )
     ).all()
     catch_planned = session.scalar(
         select(func.count())

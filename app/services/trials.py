@@ -62,7 +62,11 @@ def _fill_repeated_if_needed(
     rows = session.execute(
         select(ScheduledTrial, TrialResponse)
         .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
-        .where(ScheduledTrial.participant_id == participant.id)
+        # Both sides filtered by participant, so Postgres uses both indexes (quality.py).
+        .where(
+            ScheduledTrial.participant_id == participant.id,
+            TrialResponse.participant_id == participant.id,
+        )
         .order_by(ScheduledTrial.trial_index)
     ).all()
     units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
@@ -307,7 +311,9 @@ def finish_block(
             .select_from(TrialResponse)
             .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
             .where(
+                # Both sides filtered by participant, so Postgres uses both indexes (quality.py).
                 ScheduledTrial.participant_id == participant.id,
+                TrialResponse.participant_id == participant.id,
                 ScheduledTrial.block_index == trial.block_index,
                 TrialResponse.correct.is_(True),
             )
