@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     """Participant requests one worker works on at once; more wait in its event loop. A few keep
     the CPU busy while others wait for Postgres; more only add GIL and lock contention
     (docs/benchmarks.md: 4 per worker beat 20 by ~20 % in answers/s)."""
+    answer_lane: bool = True
+    """PostgreSQL: answer the common `POST .../responses` from the event loop before FastAPI
+    (`app.fast_lane`). Off, every answer goes through the route (same results)."""
     check_schema: bool = True
     """Refuse to start when the database schema is not at the Alembic head."""
     inactivity_timeout_s: int = 30 * 60

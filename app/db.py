@@ -39,13 +39,29 @@ def normalize_url(url: str) -> str:
     return url
 
 
+GENERIC_PLAN_ARGS: dict[str, Any] = {
+    "prepare_threshold": 0,
+    "options": "-c plan_cache_mode=force_generic_plan",
+}
+"""psycopg connection arguments: prepare every statement on first use, plan it once."""
+
+
 def make_engine(
-    url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    pre_ping: bool = True,
+    generic_plans: bool = False,
 ) -> Engine:
     """Build an engine; SQLite gets foreign keys, WAL and write-serialising transactions.
 
     `pre_ping=False` saves a round trip per checkout; its users must retry a statement that
     fails on a dropped connection (SQLAlchemy then discards the pool's older connections).
+    `generic_plans=True` (PostgreSQL, for an engine that runs a few fixed statements): every
+    statement is prepared on first use and planned once per connection. With the default
+    `plan_cache_mode=auto` Postgres kept re-planning the one-statement answer on every
+    execution, which doubled its CPU (0.74 vs 0.34 ms, docs/benchmarks.md).
     """
     url = normalize_url(url)
     parsed = make_url(url)
@@ -59,9 +75,11 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
+    connect_args: dict[str, Any] = dict(GENERIC_PLAN_ARGS) if generic_plans else {}
     return create_engine(
         url,
         echo=echo,
+        connect_args=connect_args,
         pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,

@@ -25,6 +25,7 @@ from app.errors import (
     AppError,
     NotAuthenticated,
 )
+from app.fast_lane import AnswerFastLane, AnswerLanePool
 from app.log import configure_logging
 from app.migrate import assert_schema_current
 from app.routes import dashboard, images, participant
@@ -192,9 +193,18 @@ def create_app(settings: Settings) -> FastAPI:
     # The one-statement answer path's own connections: autocommit, no pre-ping (it retries).
     answer_engine = (
         make_engine(
-            settings.database_url, pool_size=settings.participant_concurrency, pre_ping=False
+            settings.database_url,
+            pool_size=settings.participant_concurrency,
+            pre_ping=False,
+            generic_plans=True,
         )
         if engine.dialect.name == "postgresql"
+        else None
+    )
+
+    lane_pool = (
+        AnswerLanePool(settings.database_url, settings.participant_concurrency)
+        if answer_engine is not None and settings.answer_lane
         else None
     )
 
@@ -206,6 +216,8 @@ def create_app(settings: Settings) -> FastAPI:
         engine.dispose()
         if answer_engine is not None:
             answer_engine.dispose()
+        if lane_pool is not None:
+            await lane_pool.close()
 
     app = FastAPI(
         title="psychvis",
@@ -276,6 +288,14 @@ def create_app(settings: Settings) -> FastAPI:
         return templates.TemplateResponse(request, "index.html", {})
 
     app.mount("/static", CachedStaticFiles(directory=str(settings.static_dir)), name="static")
+    if lane_pool is not None:
+        # Innermost of ours: body limit, Server-Timing and admission limit apply to it too.
+        app.add_middleware(
+            AnswerFastLane,
+            pool=lane_pool,
+            ahead=settings.preload_ahead,
+            sessionmaker=app.state.sessionmaker,
+        )
     app.add_middleware(
         BodyLimitMiddleware,
         max_api_bytes=settings.max_body_bytes,

@@ -95,6 +95,9 @@ def settings(database_url: str, stimuli_dir: Path) -> Settings:
         secret_key="test-" + "x" * 40,
         stimuli_dir=stimuli_dir,
         log_level="WARNING",
+        # The lane's own connections cannot see a test's rolled-back transaction; the route
+        # runs the same statement inside it. tests/app/routes/test_fast_answer.py tests the lane.
+        answer_lane=False,
     )
 
 

@@ -16,6 +16,7 @@ are known), and stores with the same `ON CONFLICT DO NOTHING` on the same unique
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,8 +97,13 @@ _TIMING_KEYS = tuple(TimingRead.model_fields)
 _TIMING_CACHE: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
 
-def _timing(session: Session, experiment_id: int) -> dict[str, Any]:
-    """The design's timing block of an experiment (designs never change; cached by id)."""
+def cached_timing(experiment_id: int) -> dict[str, Any] | None:
+    """The design's timing block of an experiment if cached (designs never change)."""
+    return _TIMING_CACHE.get(experiment_id)
+
+
+def load_timing(session: Session, experiment_id: int) -> dict[str, Any]:
+    """The design's timing block of an experiment, from the cache or the database."""
     found = _TIMING_CACHE.get(experiment_id)
     if found is None:
         experiment = session.get(Experiment, experiment_id)
@@ -112,6 +118,75 @@ def _timing(session: Session, experiment_id: int) -> dict[str, Any]:
 
 def _url(name: str) -> str:
     return IMAGE_URL_PREFIX + name
+
+
+def statement_params(
+    token: str,
+    submit: ResponseSubmit,
+    *,
+    via_beacon: bool,
+    ahead: int,
+    received_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The parameters of ANSWER_SQL for one answer."""
+    now = received_at or utc_now()
+    return {
+        "token": token,
+        "trial_index": submit.trial_index,
+        **submitted_values(submit, via_beacon=via_beacon),
+        "now": now,
+        "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
+        "window": ahead + 1,
+    }
+
+
+def ack_from_row(
+    row: Any, submit: ResponseSubmit, timing_of: Callable[[int], dict[str, Any] | None]
+) -> FastAnswer:
+    """The acknowledgement from the statement's row (None: no answer stored by it).
+
+    `timing_of(experiment_id)` gives the design's timing block; None leaves the answer (already
+    stored) to the general path.
+    """
+    if row is None:
+        return FastAnswer(stored=False, ack=None)
+    correct, query_order, block_index, experiment_id, n_trials, blocks, upcoming = row
+    first_index = sum(b["n_trials"] for b in blocks[:block_index])
+    if submit.trial_index == first_index + blocks[block_index]["n_trials"] - 1:
+        return FastAnswer(stored=True, ack=None)  # a block ends: feedback, repeats, exclusions
+    n_answered = submit.trial_index + 1
+    nxt: dict[str, Any]
+    if not upcoming:
+        nxt = {
+            "step": "done",
+            "n_trials": n_trials,
+            "n_answered": n_answered,
+            "trial": None,
+            "preload": [],
+        }
+    else:
+        current = upcoming[0]
+        timing = timing_of(experiment_id)
+        if current["unfilled"] or timing is None:
+            return FastAnswer(stored=True, ack=None)  # e.g. images chosen from earlier answers
+        nxt = {
+            "step": "trial",
+            "n_trials": n_trials,
+            "n_answered": n_answered,
+            "trial": _trial(current, blocks, timing),
+            "preload": _preload(upcoming[1:]),
+        }
+    return FastAnswer(
+        stored=True,
+        ack={
+            "trial_index": submit.trial_index,
+            "duplicate": False,
+            "correct": correct,
+            "correct_response": "upper" if query_order == "max_upper" else "lower",
+            "block_end": None,
+            "next": nxt,
+        },
+    )
 
 
 def answer_in_one_statement(
@@ -131,58 +206,16 @@ def answer_in_one_statement(
     pre-ping), committed when it returns. Otherwise it runs in the session's transaction and the
     caller commits (tests run the route inside a transaction that is rolled back).
     Returns `ack=None` for every case the general path handles (see the module docstring).
+    `app.fast_lane` runs the same statement from the event loop, before FastAPI.
     """
-    now = received_at or utc_now()
-    params = {
-        "token": token,
-        "trial_index": submit.trial_index,
-        **submitted_values(submit, via_beacon=via_beacon),
-        "now": now,
-        "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
-        "window": ahead + 1,
-    }
+    params = statement_params(
+        token, submit, via_beacon=via_beacon, ahead=ahead, received_at=received_at
+    )
     if autocommit_engine is not None and not session.in_transaction():
         row = _run_autocommit(autocommit_engine, params)
     else:
         row = session.connection().exec_driver_sql(ANSWER_SQL, params).first()
-    if row is None:
-        return FastAnswer(stored=False, ack=None)
-    correct, query_order, block_index, experiment_id, n_trials, blocks, upcoming = row
-    first_index = sum(b["n_trials"] for b in blocks[:block_index])
-    if submit.trial_index == first_index + blocks[block_index]["n_trials"] - 1:
-        return FastAnswer(stored=True, ack=None)  # a block ends: feedback, repeats, exclusions
-    n_answered = submit.trial_index + 1
-    nxt: dict[str, Any]
-    if not upcoming:
-        nxt = {
-            "step": "done",
-            "n_trials": n_trials,
-            "n_answered": n_answered,
-            "trial": None,
-            "preload": [],
-        }
-    else:
-        current = upcoming[0]
-        if current["unfilled"]:
-            return FastAnswer(stored=True, ack=None)  # its images come from earlier answers
-        nxt = {
-            "step": "trial",
-            "n_trials": n_trials,
-            "n_answered": n_answered,
-            "trial": _trial(current, blocks, _timing(session, experiment_id)),
-            "preload": _preload(upcoming[1:]),
-        }
-    return FastAnswer(
-        stored=True,
-        ack={
-            "trial_index": submit.trial_index,
-            "duplicate": False,
-            "correct": correct,
-            "correct_response": "upper" if query_order == "max_upper" else "lower",
-            "block_end": None,
-            "next": nxt,
-        },
-    )
+    return ack_from_row(row, submit, lambda experiment_id: load_timing(session, experiment_id))
 
 
 def _run_autocommit(engine: Engine, params: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -50,9 +51,10 @@ def start_server(
     workers: int,
     pool_size: int | None = None,
     participant_concurrency: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `psychvis serve` in its own process group and wait until /healthz answers."""
-    env = server_env(database_url, stimuli_dir)
+    env = {**server_env(database_url, stimuli_dir), **(extra_env or {})}
     if pool_size is not None:
         env["PSYCHVIS_DB_POOL_SIZE"] = str(pool_size)
     if participant_concurrency is not None:
@@ -122,7 +124,13 @@ def server_processes(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
 def main(
     database_url: Annotated[str, typer.Option()],
     stimuli_dir: Annotated[Path, typer.Option()],
-    config: Annotated[list[str], typer.Option(help="workers:participants:think_ms (repeatable).")],
+    config: Annotated[
+        list[str],
+        typer.Option(
+            help="workers:participants:think_ms[:pool[:participant_concurrency]][@ENV=V,...] "
+            "(repeatable; after @, server environment, e.g. @PSYCHVIS_ANSWER_LANE=false)."
+        ),
+    ],
     repeats: Annotated[int, typer.Option(min=1)] = 3,
     duration: Annotated[float, typer.Option()] = 20.0,
     warmup: Annotated[float, typer.Option()] = 3.0,
@@ -136,11 +144,15 @@ def main(
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in config}
     for rep in range(repeats):
         for cfg in config:
-            workers, participants, think, *extra = cfg.split(":")
+            shape, _, env_text = cfg.partition("@")
+            workers, participants, think, *extra = shape.split(":")
             pool = int(extra[0]) if extra and extra[0] else None
             concurrency = int(extra[1]) if len(extra) > 1 else None
-            proc = start_server(database_url, stimuli_dir, port, int(workers), pool, concurrency)
-            path = out / f"{cfg.replace(':', '_')}_r{rep}.json"
+            extra_env = dict(kv.split("=", 1) for kv in env_text.split(",") if kv)
+            proc = start_server(
+                database_url, stimuli_dir, port, int(workers), pool, concurrency, extra_env
+            )
+            path = out / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', cfg)}_r{rep}.json"
             load_before = loadavg()
             servers = server_processes(proc)
             pg_before = {p.pid: cpu_seconds([p]) for p in postgres_processes()}

@@ -70,7 +70,9 @@ def main(
 ) -> None:
     """Profile the answer path for PARTICIPANTS fresh participants of LINK."""
     engine = make_engine(database_url, pool_size=2)
-    ANSWER_ENGINE["engine"] = make_engine(database_url, pool_size=2, pre_ping=False)
+    ANSWER_ENGINE["engine"] = make_engine(
+        database_url, pool_size=2, pre_ping=False, generic_plans=True
+    )
     factory = make_sessionmaker(engine)
     statements: list[str] = []
 

@@ -118,9 +118,12 @@ def test_retries_and_answers_out_of_order_go_to_the_general_path(
 
 @pytest.fixture()
 def committed_app(
-    postgres_server_url: str, demo_set_path: Path, tmp_path: Path
+    request: pytest.FixtureRequest, postgres_server_url: str, demo_set_path: Path, tmp_path: Path
 ) -> Iterator[tuple[TestClient, str, Engine]]:
-    """The production wiring (no session override) on a database of its own, committed data."""
+    """The production wiring (no session override) on a database of its own, committed data.
+
+    Parametrised indirectly with `answer_lane` (default True, as in production).
+    """
     from app.config import Settings
     from app.main import create_app
     from app.migrate import upgrade
@@ -145,6 +148,7 @@ def committed_app(
             secret_key="test-" + "x" * 40,
             stimuli_dir=tmp_path,
             log_level="WARNING",
+            answer_lane=getattr(request, "param", True),
         )
         with TestClient(create_app(settings)) as client:
             yield client, link, engine
@@ -153,7 +157,90 @@ def committed_app(
         drop_database(postgres_server_url, url)
 
 
-def test_autocommit_statement_stores_acknowledged_answers_and_survives_dropped_connections(
+def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connections(
+    committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, link, engine = committed_app
+    routed: list[tuple[int, bool]] = []
+    real = participant_routes._answer
+
+    def spy(session: Session, settings: Any, token: str, submit: Any, *args: Any) -> Any:
+        routed.append((submit.trial_index, args[-1]))  # (trial, stored by the lane)
+        return real(session, settings, token, submit, *args)
+
+    monkeypatch.setattr(participant_routes, "_answer", spy)
+    token = enrol(client, link, {"PROLIFIC_PID": "fast-lane"})
+    start_task(client, token)
+    step = client.get(f"/api/p/{token}/next").json()
+    acked: list[str] = []
+    while step["step"] == "trial":
+        if len(acked) in (2, 5):
+            # The server drops every other connection (a restart, a failover): the lane's
+            # pooled connections are dead; the next answer must still be stored once.
+            with engine.connect() as conn:
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        body = answer(step["trial"]["trial_index"])
+        response = client.post(f"/api/p/{token}/responses", json=body)
+        assert response.status_code == 200, response.text
+        ack = response.json()
+        ResponseAck.model_validate(ack)
+        assert ack["duplicate"] is False
+        acked.append(body["response_uuid"])
+        step = ack["next"]
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT r.response_uuid FROM trial_response r JOIN participant p "
+            "ON p.id = r.participant_id WHERE p.token = %(t)s ORDER BY r.trial_index",
+            {"t": token},
+        ).scalars()
+        assert list(stored) == acked
+        blocks = conn.exec_driver_sql(
+            "SELECT blocks FROM participant WHERE token = %(t)s", {"t": token}
+        ).scalar_one()
+    block_ends = {sum(b["n_trials"] for b in blocks[: k + 1]) - 1 for k in range(len(blocks))}
+    # The route saw only block ends, each already stored by the lane (plus, at most, the two
+    # answers after the dropped connections, if the lane's retry failed too).
+    assert {i for i, _ in routed} >= block_ends
+    assert len(routed) <= len(block_ends) + 2
+    assert all(stored_by_lane for i, stored_by_lane in routed if i in block_ends)
+    finish = client.post(f"/api/p/{token}/complete")
+    assert finish.status_code == 200 and finish.json()["outcome"] in ("completed", "pending")
+
+
+def test_fast_lane_leaves_retries_bad_input_and_beacons_to_the_route_rules(
+    committed_app: tuple[TestClient, str, Engine],
+) -> None:
+    client, link, engine = committed_app
+    token = enrol(client, link, {"PROLIFIC_PID": "fast-lane-rules"})
+    start_task(client, token)
+    url = f"/api/p/{token}/responses"
+    first = answer(0)
+    ack = client.post(url, json=first).json()
+    again = client.post(url, json=first)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["next"] == ack["next"]
+    assert client.post(url, json=answer(5)).status_code == 409
+    assert client.post(url, content=b"{not json", headers=JSON).status_code == 422
+    wrong_type = client.post(url, content=json.dumps(answer(1)), headers=XML)
+    assert wrong_type.status_code == 415
+    assert client.post("/api/p/nobody/responses", json=answer(1)).status_code == 404
+    beacon = answer(1)
+    sent = client.post(url, content=json.dumps(beacon), headers=TEXT)
+    assert sent.status_code == 200 and sent.json()["trial_index"] == 1
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT r.trial_index, r.via_beacon FROM trial_response r JOIN participant p "
+            "ON p.id = r.participant_id WHERE p.token = %(t)s ORDER BY r.trial_index",
+            {"t": token},
+        ).all()
+    assert [tuple(r) for r in rows] == [(0, False), (1, True)]
+
+
+@pytest.mark.parametrize("committed_app", [False], indirect=True)
+def test_without_the_lane_the_route_stores_in_one_autocommit_statement_and_survives_drops(
     committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, link, engine = committed_app
@@ -195,3 +282,8 @@ def test_autocommit_statement_stores_acknowledged_answers_and_survives_dropped_c
     assert sum(1 for o in outcomes if o.ack is not None) > len(acked) // 2
     finish = client.post(f"/api/p/{token}/complete")
     assert finish.status_code == 200 and finish.json()["outcome"] in ("completed", "pending")
+
+
+JSON = {"content-type": "application/json"}
+XML = {"content-type": "application/xml"}
+TEXT = {"content-type": "text/plain;charset=UTF-8"}
