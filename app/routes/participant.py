@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app import designs
 from app.errors import Conflict, InvalidInput
 from app.routes.deps import (
     AnswerSessionDep,
@@ -35,9 +34,8 @@ from app.schemas import (
 )
 from app.services import participants as participant_service
 from app.services import trials as trial_service
-from app.services.experiments import design_of, get_session_by_link
+from app.services.experiments import design_of, get_session_by_link, trials_per_participant
 from app.services.fast_answer import answer_in_one_statement
-from app.services.stimuli import catalog_of
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +118,7 @@ def landing(
     launched = get_session_by_link(session, link_code[:64])
     params = {k: request.query_params[k] for k in PLATFORM_PARAMS if k in request.query_params}
     design = design_of(launched.experiment)
-    catalog = catalog_of(launched.experiment.stimulus_set)
-    n_trials = len(designs.generate_schedule(design, catalog, 1).trials)
+    n_trials = trials_per_participant(launched.experiment)
     return templates.TemplateResponse(
         request,
         "participant/landing.html",
@@ -382,7 +379,14 @@ def _answer(
             return json.dumps(fast.ack, separators=(",", ":")).encode()
         stored_here = fast.stored
     participant = participant_by_token(session, token)
-    recorded = trial_service.record_response(session, participant, submit, via_beacon=via_beacon)
+    recorded = None
+    if stored_here:
+        # Stored a moment ago by the one statement: fetched, not counted and checked again.
+        recorded = trial_service.stored_answer(session, participant, str(submit.response_uuid))
+    if recorded is None:
+        recorded = trial_service.record_response(
+            session, participant, submit, via_beacon=via_beacon
+        )
     response = recorded.response
     trial = recorded.trial
     # Idempotent: a retried last answer of a block gets its block feedback again.

@@ -27,8 +27,12 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-def participant_summary(session: Session, participant: Participant) -> designs.ParticipantSummary:
-    """What the exclusion criteria need, from the participant's stored rows (two queries)."""
+AnsweredRow = tuple[str, int, str, bool]
+"""(trial_kind, block_index, response, correct) of one stored answer."""
+
+
+def answered_rows(session: Session, participant: Participant) -> list[AnsweredRow]:
+    """The participant's stored answers with their trials' kind and block (one query)."""
     rows = session.execute(
         select(
             ScheduledTrial.trial_kind,
@@ -44,6 +48,16 @@ def participant_summary(session: Session, participant: Participant) -> designs.P
             TrialResponse.participant_id == participant.id,
         )
     ).all()
+    return [(kind, block, response, correct) for kind, block, response, correct in rows]
+
+
+def participant_summary(
+    session: Session, participant: Participant, rows: list[AnsweredRow] | None = None
+) -> designs.ParticipantSummary:
+    """What the exclusion criteria need, from the participant's stored rows (two queries;
+    one when the caller has `answered_rows` already)."""
+    if rows is None:
+        rows = answered_rows(session, participant)
     catch_planned = session.scalar(
         select(func.count())
         .select_from(ScheduledTrial)
@@ -89,10 +103,12 @@ def participant_summary(session: Session, participant: Participant) -> designs.P
     )
 
 
-def apply_exclusions(session: Session, participant: Participant) -> list[str]:
+def apply_exclusions(
+    session: Session, participant: Participant, rows: list[AnsweredRow] | None = None
+) -> list[str]:
     """Evaluate the design's exclusion criteria now and store the result on the participant."""
     reasons = designs.evaluate_exclusions(
-        design_of(participant.experiment), participant_summary(session, participant)
+        design_of(participant.experiment), participant_summary(session, participant, rows)
     )
     participant.excluded = bool(reasons)
     participant.exclusion_reasons = list(reasons)

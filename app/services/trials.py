@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from app import designs
@@ -18,7 +18,7 @@ from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
 from app.services.participants import done_count, scheduled_values, set_lookup, touch_last_seen
-from app.services.quality import apply_exclusions
+from app.services.quality import answered_rows, apply_exclusions
 from app.services.stimuli import catalog_of
 
 logger = logging.getLogger(__name__)
@@ -230,6 +230,13 @@ def _find_by_uuid(
     return Recorded(response, trial, duplicate=True)
 
 
+def stored_answer(
+    session: Session, participant: Participant, response_uuid: str
+) -> Recorded | None:
+    """The participant's stored answer with this uuid (and its trial), if any (one query)."""
+    return _find_by_uuid(session, participant, response_uuid)
+
+
 def record_response(
     session: Session,
     participant: Participant,
@@ -305,21 +312,9 @@ def finish_block(
     last_index = sum(b["n_trials"] for b in blocks[: trial.block_index + 1]) - 1
     if trial.trial_index != last_index:
         return None
-    n_correct = (
-        session.scalar(
-            select(func.count())
-            .select_from(TrialResponse)
-            .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
-            .where(
-                # Both sides filtered by participant, so Postgres uses both indexes (quality.py).
-                ScheduledTrial.participant_id == participant.id,
-                TrialResponse.participant_id == participant.id,
-                ScheduledTrial.block_index == trial.block_index,
-                TrialResponse.correct.is_(True),
-            )
-        )
-        or 0
-    )
+    # One query for the block's score and the exclusion checks below.
+    rows = answered_rows(session, participant)
+    n_correct = sum(1 for _, block_index, _, ok in rows if block_index == trial.block_index and ok)
     if block.get("repeat_until_correct"):
         schedule = Schedule(
             design=participant.experiment.design_name,
@@ -338,7 +333,7 @@ def finish_block(
                 )
                 .values(skipped=True)
             )
-    apply_exclusions(session, participant)
+    apply_exclusions(session, participant, rows)
     return {"block_index": trial.block_index, "n_correct": n_correct, "n_trials": block["n_trials"]}
 
 

@@ -47,5 +47,9 @@ def test_statements_per_answer_stay_constant_through_the_session(
     assert len(within_block) >= 5
     assert max(within_block) <= MAX_STATEMENTS_PER_ANSWER, per_answer
     assert len(set(within_block[1:])) == 1, per_answer  # no growth as the session goes on
-    # A block end adds its feedback count and the live exclusion checks, a fixed handful.
-    assert max(n for n, _ in per_answer) <= MAX_STATEMENTS_PER_ANSWER + 8, per_answer
+    # A block end adds three: the answers with their trials (block score and live exclusion
+    # checks share this one query), the planned catch trials, and a fresh count for the next
+    # step (practice attempts may have been skipped); the answer stored by the one statement is
+    # fetched by its uuid, not counted and checked again (was + 4).
+    block_ends = [n for n, block_end in per_answer if block_end]
+    assert block_ends and max(block_ends) <= max(within_block) + 3, per_answer
