@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 cli = typer.Typer(add_completion=False)
 
 RETRY_DEADLINE_S = 90.0
+TAIL_WINDOW_S = 5
+"""Width of the windows of `answer_p99_ms_per_window` (seconds since the start)."""
 """How long a request keeps being retried (covers an app or Postgres restart)."""
 
 
@@ -53,6 +55,8 @@ class Stats:
 
     latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     app_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    answer_latency_at: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds since the start, ms) of every measured answer: the tail over time."""
     ok: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     retries: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -73,6 +77,8 @@ class Stats:
         if not self.measuring:
             return
         self.latency_ms[name].append(ms)
+        if name == "answer":
+            self.answer_latency_at.append((time.monotonic() - self.started_at, ms))
         timing = response.headers.get("server-timing", "")
         if timing.startswith("app;dur="):
             try:
@@ -299,6 +305,9 @@ def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
     timeline: dict[int, int] = defaultdict(int)
     for t in times:
         timeline[int(t)] += 1
+    windows: dict[int, list[float]] = defaultdict(list)
+    for t, ms in stats.answer_latency_at:
+        windows[int(t // TAIL_WINDOW_S)].append(ms)
     return {
         "measured_s": round(measured_s, 2),
         "longest_answer_gap_s": round(longest_gap[0], 2),
@@ -306,6 +315,10 @@ def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
         "answers_per_second_timeline": [timeline.get(i, 0) for i in range(int(times[-1]) + 1)]
         if times
         else [],
+        "answer_p99_ms_per_window": {
+            f"{k * TAIL_WINDOW_S}-{(k + 1) * TAIL_WINDOW_S}s": round(percentile(v, 99), 1)
+            for k, v in sorted(windows.items())
+        },
         "endpoints": endpoints,
         "acked_answers": len(stats.acked),
         "duplicate_acks": stats.duplicate_acks,
