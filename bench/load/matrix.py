@@ -53,8 +53,17 @@ def start_server(
     participant_concurrency: int | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `psychvis serve` in its own process group and wait until /healthz answers."""
+    """Start `psychvis serve` in its own process group and wait until /healthz answers.
+
+    With `PYTHONPATH` in `extra_env` (another checkout, e.g. a `git worktree` of an older
+    commit), the server also runs with that folder as its working directory: uvicorn's worker
+    processes start with the working directory first on sys.path, so PYTHONPATH alone still
+    served this checkout's `app` (session 2's A/B runs compared this checkout with itself).
+    """
     env = {**server_env(database_url, stimuli_dir), **(extra_env or {})}
+    code_dir = (
+        env["PYTHONPATH"].split(os.pathsep)[0] if extra_env and "PYTHONPATH" in extra_env else None
+    )
     if pool_size is not None:
         env["PSYCHVIS_DB_POOL_SIZE"] = str(pool_size)
     if participant_concurrency is not None:
@@ -62,6 +71,7 @@ def start_server(
     proc = subprocess.Popen(
         [PSYCHVIS, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
+        cwd=code_dir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
