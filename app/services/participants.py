@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections import OrderedDict
@@ -171,6 +172,55 @@ def scheduled_values(
     return rows
 
 
+_SCHEDULE_COLUMNS = (
+    ("participant_id", "int"),
+    ("trial_index", "int"),
+    ("block_index", "int"),
+    ("trial_kind", "text"),
+    ("condition", "text"),
+    ("reference_type", "text"),
+    ("n_references", "int"),
+    ("grid_mode", "text"),
+    ("stimulus_unit_id", "int"),
+    ("batch", "int"),
+    ("query_order", "text"),
+    ("feedback", "bool"),
+    ("repeat_of_trial_index", "int"),
+    ("display", "jsonb"),
+    ("catch_query_indices", "jsonb"),
+    ("skipped", "bool"),
+)
+_NAMES = ", ".join(name for name, _ in _SCHEDULE_COLUMNS)
+# A JSON null becomes SQL NULL in jsonb_to_recordset; the ORM stores None in a JSON column as
+# JSON null, and so does this (both paths write the same rows).
+SCHEDULE_FROM_JSON_SQL = (
+    f"INSERT INTO scheduled_trial ({_NAMES}) SELECT "
+    + ", ".join(
+        f"coalesce(r.{name}, 'null'::jsonb)" if kind == "jsonb" else f"r.{name}"
+        for name, kind in _SCHEDULE_COLUMNS
+    )
+    + " FROM jsonb_to_recordset(%(rows)s::jsonb) AS r("
+    + ", ".join(f"{name} {kind}" for name, kind in _SCHEDULE_COLUMNS)
+    + ")"
+)
+
+
+def insert_schedule(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Store a participant's `scheduled_trial` rows in one statement.
+
+    PostgreSQL: one INSERT from one JSON parameter. Enrolment holds the experiment's row lock
+    until it commits; psycopg's executemany of 45 rows cost 1-1.5 ms more app CPU and 0.5-1 ms
+    more Postgres CPU per enrolment (docs/benchmarks.md). SQLite: a multi-row INSERT. ORM
+    objects would double either.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(
+            SCHEDULE_FROM_JSON_SQL, {"rows": json.dumps(rows, separators=(",", ":"))}
+        )
+    else:
+        session.connection().execute(insert(ScheduledTrial), rows)
+
+
 def _arm_counts(
     session: Session, experiment_id: int, inactive_after_s: int | None
 ) -> dict[str, int]:
@@ -285,12 +335,7 @@ def enrol(
     except IntegrityError:
         raise Conflict("this participant is enrolled already") from None
     units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
-    # One multi-row INSERT through the connection: ORM objects for ~200 rows would double the
-    # enrolment time (bench/enrol_bench.py).
-    session.connection().execute(
-        insert(ScheduledTrial),
-        scheduled_values(participant.id, schedule.trials, units, hashes),
-    )
+    insert_schedule(session, scheduled_values(participant.id, schedule.trials, units, hashes))
     logger.info(
         "participant enrolled",
         extra={"participant": participant.id, "experiment": experiment.slug, "arm": arm},
