@@ -169,3 +169,45 @@ def demo_set(db_session: Session, demo_set_id: str) -> StimulusSet:
     from app.services.stimuli import get_stimulus_set
 
     return get_stimulus_set(db_session, demo_set_id)
+
+
+@pytest.fixture()
+def committed_app(
+    request: pytest.FixtureRequest, postgres_server_url: str, demo_set_path: Path, tmp_path: Path
+) -> Iterator[tuple[TestClient, str, Engine]]:
+    """The production wiring (no session override) on a PostgreSQL database of its own, with
+    committed data: (client, study link, engine). For the answer fast lane, whose own
+    connections cannot see a test's rolled-back transaction.
+
+    Parametrised indirectly with `answer_lane` (default True, as in production).
+    """
+    from app.db import make_sessionmaker
+    from app.main import create_app
+    from app.services.blobs import BlobStore
+    from app.services.stimuli import import_stimulus_set
+    from tests.factories import make_experiment, make_launch
+
+    url = create_database(postgres_server_url)
+    engine = make_engine(url, pool_size=2)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            imported = import_stimulus_set(
+                session, demo_set_path, BlobStore(tmp_path / "blobs"), set_id="fast-demo"
+            )
+            launched = make_launch(session, make_experiment(session, imported))
+            session.commit()
+            link = launched.link_code
+        settings = Settings(
+            env="test",
+            database_url=url,
+            secret_key="test-" + "x" * 40,
+            stimuli_dir=tmp_path,
+            log_level="WARNING",
+            answer_lane=getattr(request, "param", True),
+        )
+        with TestClient(create_app(settings)) as client:
+            yield client, link, engine
+    finally:
+        engine.dispose()
+        drop_database(postgres_server_url, url)

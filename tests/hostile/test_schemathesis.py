@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from app.models import StimulusSet, TrialResponse
+from tests.app.routes.test_participant_flow import answer
 from tests.factories import make_experiment, make_launch
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("PSYCHVIS_FUZZ_EXAMPLES", "40"))
@@ -108,6 +109,39 @@ def test_participant_api_survives_schema_fuzzing(
     per_trial = db_session.execute(
         select(TrialResponse.trial_index, func.count()).group_by(TrialResponse.trial_index)
     ).all()
+    assert all(count == 1 for _, count in per_trial)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_answer_fast_lane_survives_schema_fuzzing(
+    committed_app: tuple[TestClient, str, Engine], mode: GenerationMode
+) -> None:
+    """The same fuzzing of `POST .../responses` with the answer fast lane on (production
+    wiring, committed data): the lane writes its acknowledgements itself, past FastAPI's response
+    model, and hands everything else to the route."""
+    client, link, engine = committed_app
+    started = client.post(
+        f"/s/{link}/start", data={"PROLIFIC_PID": "fuzz-lane"}, follow_redirects=False
+    )
+    token = started.headers["location"].removeprefix("/p/")
+    client.post(f"/p/{token}/consent", data={"decision": "agree"})
+    client.post(f"/p/{token}/instructions")
+    # One valid answer first, stored by the lane: the fuzzed requests then meet a participant in
+    # the middle of the task (most are refused: not the current trial, or invalid).
+    first = client.post(f"/api/p/{token}/responses", json=answer(0))
+    assert first.status_code == 200 and first.json()["trial_index"] == 0
+    schema = load_schema(client)
+    operation = schema["/api/p/{token}/responses"]["POST"]
+    run_operation(client, operation, token, mode)
+    with engine.connect() as conn:
+        per_trial = conn.execute(
+            text(
+                "SELECT r.trial_index, count(*) FROM trial_response r JOIN participant p "
+                "ON p.id = r.participant_id WHERE p.token = :t GROUP BY r.trial_index"
+            ),
+            {"t": token},
+        ).all()
+    assert (0, 1) in [tuple(row) for row in per_trial]
     assert all(count == 1 for _, count in per_trial)
 
 

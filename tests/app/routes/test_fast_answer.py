@@ -4,8 +4,6 @@ ORM path would, and leaves every other case to it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 import app.routes.participant as participant_routes
-from app.db import make_engine, make_sessionmaker
 from app.models import Participant, StimulusSet, TrialResponse
 from app.schemas import ResponseAck
 from app.services import trials as trial_service
@@ -114,47 +111,6 @@ def test_retries_and_answers_out_of_order_go_to_the_general_path(
         select(TrialResponse.id).join(Participant).where(Participant.token == token)
     ).all()
     assert len(count) == 1
-
-
-@pytest.fixture()
-def committed_app(
-    request: pytest.FixtureRequest, postgres_server_url: str, demo_set_path: Path, tmp_path: Path
-) -> Iterator[tuple[TestClient, str, Engine]]:
-    """The production wiring (no session override) on a database of its own, committed data.
-
-    Parametrised indirectly with `answer_lane` (default True, as in production).
-    """
-    from app.config import Settings
-    from app.main import create_app
-    from app.migrate import upgrade
-    from app.services.blobs import BlobStore
-    from app.services.stimuli import import_stimulus_set
-    from tests.conftest import create_database, drop_database
-
-    url = create_database(postgres_server_url)
-    engine = make_engine(url, pool_size=2)
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            imported = import_stimulus_set(
-                session, demo_set_path, BlobStore(tmp_path / "blobs"), set_id="fast-demo"
-            )
-            launched = make_launch(session, make_experiment(session, imported))
-            session.commit()
-            link = launched.link_code
-        settings = Settings(
-            env="test",
-            database_url=url,
-            secret_key="test-" + "x" * 40,
-            stimuli_dir=tmp_path,
-            log_level="WARNING",
-            answer_lane=getattr(request, "param", True),
-        )
-        with TestClient(create_app(settings)) as client:
-            yield client, link, engine
-    finally:
-        engine.dispose()
-        drop_database(postgres_server_url, url)
 
 
 def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connections(
