@@ -138,4 +138,4 @@ def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[
     rows = session.execute(
         select(StimulusImage.path, column).where(StimulusImage.stimulus_set_id == stimulus_set_id)
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
