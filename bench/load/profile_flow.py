@@ -57,8 +57,10 @@ def postgres_backends(dbname: str) -> list[psutil.Process]:
 
 
 def cpu_of(procs: list[psutil.Process]) -> float:
-    """CPU seconds of `procs`: nanosecond run time from /proc/PID/schedstat on Linux (the
-    user/system times of /proc/PID/stat count 10 ms ticks), psutil elsewhere."""
+    """CPU seconds of single-threaded `procs` (Postgres backends): the nanosecond run time of
+    /proc/PID/schedstat on Linux (user + system of /proc/PID/stat count 10 ms ticks, too coarse
+    for one request), psutil elsewhere. schedstat counts the main thread only: not for the
+    multi-threaded app (bench.load.matrix.cpu_seconds uses psutil)."""
     total = 0.0
     for proc in procs:
         try:

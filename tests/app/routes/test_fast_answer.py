@@ -113,26 +113,22 @@ def test_retries_and_answers_out_of_order_go_to_the_general_path(
     assert len(count) == 1
 
 
-def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connections(
-    committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client, link, engine = committed_app
-    routed: list[tuple[int, bool]] = []
-    real = participant_routes._answer
+def _whole_session_dropping_connections(
+    client: TestClient, engine: Engine, link: str, pid: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Answer every trial of a new participant while the database drops every connection twice
+    (a restart, a failover); every acknowledged answer is stored exactly once, in order.
 
-    def spy(session: Session, settings: Any, token: str, submit: Any, *args: Any) -> Any:
-        routed.append((submit.trial_index, args[-1]))  # (trial, stored by the lane)
-        return real(session, settings, token, submit, *args)
-
-    monkeypatch.setattr(participant_routes, "_answer", spy)
-    token = enrol(client, link, {"PROLIFIC_PID": "fast-lane"})
+    Returns the token and the acknowledgements; the session is completed at the end.
+    """
+    token = enrol(client, link, {"PROLIFIC_PID": pid})
     start_task(client, token)
     step = client.get(f"/api/p/{token}/next").json()
     acked: list[str] = []
+    acks: list[dict[str, Any]] = []
     while step["step"] == "trial":
         if len(acked) in (2, 5):
-            # The server drops every other connection (a restart, a failover): the lane's
-            # pooled connections are dead; the next answer must still be stored once.
+            # Pooled connections are now dead; the next answer must still be stored once.
             with engine.connect() as conn:
                 conn.exec_driver_sql(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -145,6 +141,7 @@ def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connect
         ResponseAck.model_validate(ack)
         assert ack["duplicate"] is False
         acked.append(body["response_uuid"])
+        acks.append(ack)
         step = ack["next"]
     with engine.connect() as conn:
         stored = conn.exec_driver_sql(
@@ -153,6 +150,25 @@ def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connect
             {"t": token},
         ).scalars()
         assert list(stored) == acked
+    finish = client.post(f"/api/p/{token}/complete")
+    assert finish.status_code == 200 and finish.json()["outcome"] in ("completed", "pending")
+    return token, acks
+
+
+def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connections(
+    committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, link, engine = committed_app
+    routed: list[tuple[int, bool]] = []
+    real = participant_routes._answer
+
+    def spy(session: Session, settings: Any, token: str, submit: Any, *args: Any) -> Any:
+        routed.append((submit.trial_index, args[-1]))  # (trial, stored by the lane)
+        return real(session, settings, token, submit, *args)
+
+    monkeypatch.setattr(participant_routes, "_answer", spy)
+    token, _ = _whole_session_dropping_connections(client, engine, link, "fast-lane")
+    with engine.connect() as conn:
         blocks = conn.exec_driver_sql(
             "SELECT blocks FROM participant WHERE token = %(t)s", {"t": token}
         ).scalar_one()
@@ -162,8 +178,6 @@ def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connect
     assert {i for i, _ in routed} >= block_ends
     assert len(routed) <= len(block_ends) + 2
     assert all(stored_by_lane for i, stored_by_lane in routed if i in block_ends)
-    finish = client.post(f"/api/p/{token}/complete")
-    assert finish.status_code == 200 and finish.json()["outcome"] in ("completed", "pending")
 
 
 def test_fast_lane_leaves_retries_bad_input_and_beacons_to_the_route_rules(
@@ -210,34 +224,8 @@ def test_without_the_lane_the_route_stores_in_one_autocommit_statement_and_survi
         return result
 
     monkeypatch.setattr(participant_routes, "answer_in_one_statement", spy)
-    token = enrol(client, link, {"PROLIFIC_PID": "fast-autocommit"})
-    start_task(client, token)
-    step = client.get(f"/api/p/{token}/next").json()
-    acked: list[str] = []
-    while step["step"] == "trial":
-        if len(acked) in (2, 5):
-            # The server drops every other connection (a restart, a failover): the pooled
-            # autocommit connections are dead; the next answer must still be stored once.
-            with engine.connect() as conn:
-                conn.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-        body = answer(step["trial"]["trial_index"])
-        response = client.post(f"/api/p/{token}/responses", json=body)
-        assert response.status_code == 200, response.text
-        acked.append(body["response_uuid"])
-        step = response.json()["next"]
-    with engine.connect() as conn:
-        stored = conn.exec_driver_sql(
-            "SELECT r.response_uuid FROM trial_response r JOIN participant p "
-            "ON p.id = r.participant_id WHERE p.token = %(t)s ORDER BY r.trial_index",
-            {"t": token},
-        ).scalars()
-        assert list(stored) == acked
-    assert sum(1 for o in outcomes if o.ack is not None) > len(acked) // 2
-    finish = client.post(f"/api/p/{token}/complete")
-    assert finish.status_code == 200 and finish.json()["outcome"] in ("completed", "pending")
+    _, acks = _whole_session_dropping_connections(client, engine, link, "fast-autocommit")
+    assert sum(1 for o in outcomes if o.ack is not None) > len(acks) // 2
 
 
 JSON = {"content-type": "application/json"}
