@@ -106,6 +106,17 @@ def loadavg() -> float:
     return os.getloadavg()[0]
 
 
+def settle(max_busy_percent: float, timeout_s: float) -> float:
+    """Wait until the machine's CPU use over one second is at most `max_busy_percent` (e.g.
+    autovacuum after the previous run's inserts, or a server still shutting down); give up after
+    `timeout_s`. Returns the last reading."""
+    deadline = time.monotonic() + timeout_s
+    busy = float(psutil.cpu_percent(interval=1.0))
+    while busy > max_busy_percent and time.monotonic() < deadline:
+        busy = float(psutil.cpu_percent(interval=1.0))
+    return busy
+
+
 def cpu_seconds(procs: list[psutil.Process]) -> float:
     """User + system CPU seconds used so far by these processes (gone ones count 0)."""
     total = 0.0
@@ -148,6 +159,10 @@ def main(
     link: Annotated[str, typer.Option()] = "bench-lossless",
     port: Annotated[int, typer.Option()] = 8123,
     out: Annotated[Path, typer.Option()] = Path("bench/out/load"),
+    settle_percent: Annotated[
+        float,
+        typer.Option(help="before each run, wait (up to 60 s) until CPU use is at most this"),
+    ] = 15.0,
 ) -> None:
     """Run every configuration REPEATS times (interleaved) and summarise the medians."""
     out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +174,7 @@ def main(
             pool = int(extra[0]) if extra and extra[0] else None
             concurrency = int(extra[1]) if len(extra) > 1 else None
             extra_env = dict(kv.split("=", 1) for kv in env_text.split(",") if kv)
+            busy_before = settle(settle_percent, 60.0)
             proc = start_server(
                 database_url, stimuli_dir, port, int(workers), pool, concurrency, extra_env
             )
@@ -207,6 +223,7 @@ def main(
             typer.echo(f"== {cfg} rep {rep} (load {load_before:.1f})\n{result.stdout}")
             data = json.loads(path.read_text())
             data["loadavg_1m_before"] = load_before
+            data["cpu_percent_before"] = busy_before
             # CPU seconds over the whole loadgen run (warm-up included), per answer acked.
             generator_cpu = (children_after.children_user + children_after.children_system) - (
                 children_before.children_user + children_before.children_system
@@ -235,6 +252,7 @@ def main(
             "duplicated": sum(r["verify"]["duplicated"] for r in results),
             "acked": sum(r["verify"]["acked"] for r in results),
             "loadavg_1m_before": [r["loadavg_1m_before"] for r in results],
+            "cpu_percent_before": [r.get("cpu_percent_before") for r in results],
             "cpu_ms_per_answer": {
                 k: statistics.median(r["cpu_ms_per_answer"][k] for r in results)
                 for k in ("server", "postgres", "generator")
