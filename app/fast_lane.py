@@ -139,7 +139,8 @@ class AnswerFastLane:
                     await run_in_threadpool(self._load_timing, row[3])
                 outcome = ack_from_row(row, submit, cached_timing)
                 if outcome.ack is not None:
-                    await _send_json(send, json.dumps(outcome.ack, separators=(",", ":")))
+                    ack = json.dumps(outcome.ack, separators=(",", ":")).encode()
+                    await send_json(send, ack)
                     return
             except Exception:  # noqa: BLE001 - the route answers instead, with its own errors
                 logger.warning("answer fast lane fell back to the route", exc_info=True)
@@ -177,12 +178,12 @@ def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
     return replay
 
 
-async def _send_json(send: Send, text: str) -> None:
-    data = text.encode()
+async def send_json(send: Send, data: bytes, status: int = 200) -> None:
+    """A complete JSON response written straight to ASGI (no Starlette Response object)."""
     await send(
         {
             "type": "http.response.start",
-            "status": 200,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),

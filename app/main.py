@@ -25,7 +25,7 @@ from app.errors import (
     AppError,
     NotAuthenticated,
 )
-from app.fast_lane import AnswerFastLane, AnswerLanePool
+from app.fast_lane import AnswerFastLane, AnswerLanePool, send_json
 from app.log import configure_logging
 from app.migrate import assert_schema_current
 from app.routes import dashboard, images, participant
@@ -85,18 +85,8 @@ class _BodyTooLarge(Exception):
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    body = f'{{"code":"payload_too_large","detail":"request body over {limit} bytes"}}'.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    body = f'{{"code":"payload_too_large","detail":"request body over {limit} bytes"}}'
+    await send_json(send, body.encode(), status=413)
 
 
 class ServerTimingMiddleware:
