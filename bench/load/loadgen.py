@@ -44,9 +44,9 @@ logger = logging.getLogger(__name__)
 cli = typer.Typer(add_completion=False)
 
 RETRY_DEADLINE_S = 90.0
+"""How long a request keeps being retried (covers an app or Postgres restart)."""
 TAIL_WINDOW_S = 5
 """Width of the windows of `answer_p99_ms_per_window` (seconds since the start)."""
-"""How long a request keeps being retried (covers an app or Postgres restart)."""
 
 
 @dataclass
