@@ -38,9 +38,14 @@ def read_design_source(source: str) -> tuple[str, str]:
     return source, text
 
 
+def _cache_key(experiment: Experiment) -> tuple[int, str, str]:
+    """Identifies an experiment's unchanging design across databases (ids alone are reused)."""
+    return (experiment.id, experiment.slug, experiment.created_at.isoformat())
+
+
 def design_of(experiment: Experiment) -> designs.Design:
     """The experiment's parsed design (cached: an experiment's design never changes)."""
-    key = (experiment.id, experiment.slug, experiment.created_at.isoformat())
+    key = _cache_key(experiment)
     found = _DESIGN_CACHE.get(key)
     if found is None:
         found = designs.parse_design(experiment.design_toml, name=experiment.design_name)
@@ -56,7 +61,7 @@ _TRIAL_COUNT_CACHE: OrderedDict[tuple[int, str, str], int] = OrderedDict()
 def trials_per_participant(experiment: Experiment) -> int:
     """Trials in the first participant's schedule: the landing page's time estimate (cached;
     generating a schedule costs ~0.6 ms, and the landing page is shown to every visitor)."""
-    key = (experiment.id, experiment.slug, experiment.created_at.isoformat())
+    key = _cache_key(experiment)
     found = _TRIAL_COUNT_CACHE.get(key)
     if found is None:
         schedule = designs.generate_schedule(

@@ -8,9 +8,11 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, Table, func, insert, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -172,37 +174,27 @@ def scheduled_values(
     return rows
 
 
-_SCHEDULE_COLUMNS = (
-    ("participant_id", "int"),
-    ("trial_index", "int"),
-    ("block_index", "int"),
-    ("trial_kind", "text"),
-    ("condition", "text"),
-    ("reference_type", "text"),
-    ("n_references", "int"),
-    ("grid_mode", "text"),
-    ("stimulus_unit_id", "int"),
-    ("batch", "int"),
-    ("query_order", "text"),
-    ("feedback", "bool"),
-    ("repeat_of_trial_index", "int"),
-    ("display", "jsonb"),
-    ("catch_query_indices", "jsonb"),
-    ("skipped", "bool"),
-)
-_NAMES = ", ".join(name for name, _ in _SCHEDULE_COLUMNS)
-# A JSON null becomes SQL NULL in jsonb_to_recordset; the ORM stores None in a JSON column as
-# JSON null, and so does this (both paths write the same rows).
-SCHEDULE_FROM_JSON_SQL = (
-    f"INSERT INTO scheduled_trial ({_NAMES}) SELECT "
-    + ", ".join(
-        f"coalesce(r.{name}, 'null'::jsonb)" if kind == "jsonb" else f"r.{name}"
-        for name, kind in _SCHEDULE_COLUMNS
+@cache
+def _schedule_from_json_sql(dialect: Dialect) -> str:
+    """`INSERT INTO scheduled_trial (...) SELECT ... FROM jsonb_to_recordset(%(rows)s)`, its
+    columns and types read from the table (so a new column cannot be left out)."""
+    table = cast(Table, ScheduledTrial.__table__)
+    quote = dialect.identifier_preparer.quote
+    columns = [
+        (quote(c.name), c.type.compile(dialect=dialect)) for c in table.columns if not c.primary_key
+    ]
+    # A JSON null becomes SQL NULL in jsonb_to_recordset, while the ORM and the multi-row
+    # INSERT store None in a JSON column as JSON null: the coalesce keeps both paths the same.
+    selected = ", ".join(
+        f"coalesce(r.{name}, 'null'::jsonb)" if kind == "JSONB" else f"r.{name}"
+        for name, kind in columns
     )
-    + " FROM jsonb_to_recordset(%(rows)s::jsonb) AS r("
-    + ", ".join(f"{name} {kind}" for name, kind in _SCHEDULE_COLUMNS)
-    + ")"
-)
+    names = ", ".join(name for name, _ in columns)
+    record = ", ".join(f"{name} {kind}" for name, kind in columns)
+    return (
+        f"INSERT INTO scheduled_trial ({names}) SELECT {selected} "
+        f"FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({record})"
+    )
 
 
 def insert_schedule(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -214,8 +206,10 @@ def insert_schedule(session: Session, rows: list[dict[str, Any]]) -> None:
     objects would double either.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.connection().exec_driver_sql(
-            SCHEDULE_FROM_JSON_SQL, {"rows": json.dumps(rows, separators=(",", ":"))}
+        connection = session.connection()
+        connection.exec_driver_sql(
+            _schedule_from_json_sql(connection.dialect),
+            {"rows": json.dumps(rows, separators=(",", ":"))},
         )
     else:
         session.connection().execute(insert(ScheduledTrial), rows)

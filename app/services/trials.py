@@ -213,9 +213,14 @@ def submitted_values(submit: ResponseSubmit, *, via_beacon: bool) -> dict[str, A
     }
 
 
-def _find_by_uuid(
+def stored_answer(
     session: Session, participant: Participant, response_uuid: str
 ) -> Recorded | None:
+    """The participant's stored answer with this uuid and its trial (duplicate=True), if any.
+
+    Raises:
+        OutOfOrder: the uuid belongs to another participant's answer (nothing is revealed).
+    """
     found = session.execute(
         select(TrialResponse, ScheduledTrial)
         .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
@@ -228,13 +233,6 @@ def _find_by_uuid(
         # Another participant's uuid: treat as a conflict, reveal nothing.
         raise OutOfOrder("this response id was used before")
     return Recorded(response, trial, duplicate=True)
-
-
-def stored_answer(
-    session: Session, participant: Participant, response_uuid: str
-) -> Recorded | None:
-    """The participant's stored answer with this uuid (and its trial), if any (one query)."""
-    return _find_by_uuid(session, participant, response_uuid)
 
 
 def record_response(
@@ -267,7 +265,7 @@ def record_response(
         # A retry of a stored answer is never the current trial (its trial counts as done), so
         # the uuid is looked up only here: the common first attempt saves a query, and a new
         # uuid that collides with a stored one still fails on the unique key below.
-        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+        earlier = stored_answer(session, participant, str(submit.response_uuid))
         if earlier is not None:
             return earlier
         raise
@@ -288,7 +286,7 @@ def record_response(
     stmt = insert_ignoring_conflicts(table, dialect).returning(table.c.id)
     stored_id = session.execute(stmt, values).scalar()
     if stored_id is None:
-        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+        earlier = stored_answer(session, participant, str(submit.response_uuid))
         if earlier is not None:
             return earlier
         raise OutOfOrder(f"trial {submit.trial_index} was answered already")

@@ -38,6 +38,7 @@ from sqlalchemy import event
 from app.config import Settings
 from app.main import create_app
 from bench.load.loadgen import answer_body
+from bench.load.matrix import cpu_seconds
 
 cli = typer.Typer(add_completion=False)
 
@@ -68,12 +69,7 @@ def cpu_of(procs: list[psutil.Process]) -> float:
                 total += int(f.read().split()[0]) / 1e9
             continue
         except OSError:
-            pass
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
+            total += cpu_seconds([proc])
     return total
 
 
