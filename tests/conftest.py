@@ -123,11 +123,10 @@ def db_session(engine: Engine, demo_set_id: str) -> Iterator[Session]:
 @pytest.fixture()
 def client(settings: Settings, db_session: Session) -> Iterator[TestClient]:
     from app.main import create_app
-    from app.routes.deps import get_answer_session, get_session
+    from app.routes.deps import get_session
 
     application = create_app(settings)
     application.dependency_overrides[get_session] = lambda: db_session
-    application.dependency_overrides[get_answer_session] = lambda: db_session
     with TestClient(application) as test_client:
         yield test_client
     application.dependency_overrides.clear()

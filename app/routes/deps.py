@@ -1,4 +1,4 @@
-"""Annotated dependency aliases for routes: SessionDep, SettingsDep, ParticipantDep, TemplatesDep,
+"""Annotated dependency aliases for routes: SessionDep, SettingsDep, TemplatesDep, `in_one_hop`,
 LoginDep/ExperimenterDep/AdminDep (the signed session cookie, checked against the server-side
 login record) and CSRF checks."""
 
@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Request, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -37,20 +38,36 @@ from app.models import DashboardLogin, Participant, User
 from app.services import auth
 
 TOKEN_MAX_LEN = 64
+T = TypeVar("T")
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; write routes commit once, before building the response."""
-    with request.app.state.sessionmaker() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request; write routes commit once, before building the response.
+
+    An async generator: creating a Session does no I/O, and neither does closing one whose
+    transaction has ended, so both happen on the event loop. A sync generator cost two
+    thread-pool hops per request (enter and exit), each ~0.5 ms of CPU on the benchmark machine
+    (docs/benchmarks.md, session 4). A session still in a transaction (a read route, an error
+    before commit) is closed on the thread pool, shielded so a client's disconnect cannot leave
+    its connection checked out.
+    """
+    session = request.app.state.sessionmaker()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_templates(request: Request) -> Jinja2Templates:
+async def get_templates(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
     return templates
 
@@ -60,24 +77,22 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 
 
-async def get_answer_session(request: Request) -> AsyncIterator[Session]:
-    """A session for an async route that does its database work in one thread-pool hop.
+async def in_one_hop(session: Session, work: Callable[[], T]) -> T:
+    """Run a route's database work on the thread pool in one hop and end its transaction there.
 
-    `get_session` is a sync generator: FastAPI enters and leaves it on the thread pool (two
-    hops). Creating a Session does no I/O; closing one does only while it still holds a
-    connection (an error before commit), and then that happens on the thread pool.
+    A sync route with sync dependencies took four or five hops (session, participant, endpoint,
+    teardown), ~0.5 ms of CPU each on the benchmark machine: more than the route's own SQL.
+    `work` commits what it writes itself; a transaction it leaves open (it only read) is
+    committed here, in the same hop, so closing the session afterwards needs none. On an error
+    nothing is committed: `get_session` rolls back.
     """
-    session = request.app.state.sessionmaker()
-    try:
-        yield session
-    finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
 
+    def run() -> T:
+        result = work()
+        session.commit()
+        return result
 
-AnswerSessionDep = Annotated[Session, Depends(get_answer_session)]
+    return await run_in_threadpool(run)
 
 
 def check_token(token: str) -> None:
@@ -85,11 +100,6 @@ def check_token(token: str) -> None:
     # A NUL byte cannot be stored in a Postgres text value: the query would fail with a 500.
     if len(token) > TOKEN_MAX_LEN or "\x00" in token:
         raise NotFound("unknown participant link")
-
-
-def get_participant(token: str, session: SessionDep) -> Participant:
-    """Resolve the participant token in the path (with session and experiment in one query)."""
-    return participant_by_token(session, token)
 
 
 def participant_by_token(session: Session, token: str) -> Participant:
@@ -103,9 +113,6 @@ def participant_by_token(session: Session, token: str) -> Participant:
     if participant is None:
         raise NotFound("unknown participant link")
     return participant
-
-
-ParticipantDep = Annotated[Participant, Depends(get_participant)]
 
 
 async def read_body(request: Request) -> bytes:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.config import Settings
 from app.errors import Conflict, InvalidInput
+from app.models import Participant
 from app.routes.deps import (
-    AnswerSessionDep,
     BodyDep,
-    ParticipantDep,
     SessionDep,
     SettingsDep,
     TemplatesDep,
     check_token,
+    in_one_hop,
     participant_by_token,
 )
 from app.schemas import (
@@ -38,6 +41,7 @@ from app.services.experiments import design_of, get_session_by_link, trials_per_
 from app.services.fast_answer import answer_in_one_statement
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SECONDS_PER_TRIAL = 6
 """A rough duration per trial (answer + feedback) for the time estimate on the landing page."""
@@ -111,30 +115,34 @@ def _parse(model: type[Any], body: bytes) -> Any:
 
 
 @pages.get("/s/{link_code}", response_class=HTMLResponse)
-def landing(
+async def landing(
     request: Request, link_code: str, session: SessionDep, templates: TemplatesDep
 ) -> Response:
     """Landing page of a study link; enrols nobody (link previews must not use up slots)."""
-    launched = get_session_by_link(session, link_code[:64])
     params = {k: request.query_params[k] for k in PLATFORM_PARAMS if k in request.query_params}
-    design = design_of(launched.experiment)
-    n_trials = trials_per_participant(launched.experiment)
-    return templates.TemplateResponse(
-        request,
-        "participant/landing.html",
-        {
-            "design_minutes": max(2, round(n_trials * SECONDS_PER_TRIAL / 60)),
-            "launched": launched,
-            "params": params,
-            "preview": participant_service.is_mturk_preview(params),
-            "design": design,
-            "available": launched.status == "open",
-        },
-    )
+
+    def page() -> Response:
+        launched = get_session_by_link(session, link_code[:64])
+        design = design_of(launched.experiment)
+        n_trials = trials_per_participant(launched.experiment)
+        return templates.TemplateResponse(
+            request,
+            "participant/landing.html",
+            {
+                "design_minutes": max(2, round(n_trials * SECONDS_PER_TRIAL / 60)),
+                "launched": launched,
+                "params": params,
+                "preview": participant_service.is_mturk_preview(params),
+                "design": design,
+                "available": launched.status == "open",
+            },
+        )
+
+    return await in_one_hop(session, page)
 
 
 @pages.post("/s/{link_code}/start")
-def start(
+async def start(
     request: Request,
     link_code: str,
     session: SessionDep,
@@ -148,7 +156,6 @@ def start(
     turkSubmitTo: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
 ) -> Response:
     """The start button: enrol (or resume the same platform id), then go to the participant page."""
-    launched = get_session_by_link(session, link_code[:64])
     params = {
         k: v
         for k, v in {
@@ -162,32 +169,53 @@ def start(
         }.items()
         if v
     }
-    try:
-        participant, _ = participant_service.enrol(
-            session,
-            launched,
-            params,
-            user_agent=request.headers.get("user-agent"),
-            inactive_after_s=settings.inactivity_timeout_s,
-        )
-        session.commit()
-    except Conflict:
-        # A parallel tab enrolled the same platform id first: resume that enrolment.
-        session.rollback()
-        participant, _ = participant_service.enrol(session, launched, params)
-        session.commit()
-    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+    def enrol() -> str:
+        launched = get_session_by_link(session, link_code[:64])
+        try:
+            participant, _ = participant_service.enrol(
+                session,
+                launched,
+                params,
+                user_agent=request.headers.get("user-agent"),
+                inactive_after_s=settings.inactivity_timeout_s,
+            )
+            session.commit()
+        except Conflict:
+            # A parallel tab enrolled the same platform id first: resume that enrolment.
+            session.rollback()
+            participant, _ = participant_service.enrol(session, launched, params)
+            session.commit()
+        return participant.token
+
+    token = await in_one_hop(session, enrol)
+    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 @pages.get("/p/{token}", response_class=HTMLResponse)
-def participant_page(
+async def participant_page(
     request: Request,
-    participant: ParticipantDep,
+    token: str,
     session: SessionDep,
     templates: TemplatesDep,
     settings: SettingsDep,
 ) -> Response:
     """The participant's current page: consent, ratings, instructions, task, feedback, or done."""
+
+    def page() -> Response:
+        participant = participant_by_token(session, token)
+        return _participant_page(request, session, templates, settings, participant)
+
+    return await in_one_hop(session, page)
+
+
+def _participant_page(
+    request: Request,
+    session: Session,
+    templates: Jinja2Templates,
+    settings: Settings,
+    participant: Participant,
+) -> Response:
     design = design_of(participant.experiment)
     status = participant.status
     context: dict[str, Any] = {
@@ -229,6 +257,12 @@ def participant_page(
     return templates.TemplateResponse(request, "participant/task.html", context)
 
 
+async def _for_participant(session: Session, token: str, work: Callable[[Participant], T]) -> T:
+    """`work(participant)` for the participant of `token`, in one thread-pool hop (`in_one_hop`);
+    what it writes is committed there."""
+    return await in_one_hop(session, lambda: work(participant_by_token(session, token)))
+
+
 def _rating_page(
     request: Request,
     session: Any,
@@ -249,71 +283,85 @@ def _rating_page(
 
 
 @pages.post("/p/{token}/rating")
-def rating(
-    participant: ParticipantDep,
+async def rating(
+    token: str,
     session: SessionDep,
     rating_index: Annotated[int, Form(ge=0, le=1000)],
     value: Annotated[int, Form(ge=-100, le=100)],
 ) -> Response:
     """Store an intuitiveness rating (slider -100..100), then show the next page."""
-    participant_service.record_rating(session, participant, rating_index, value)
-    session.commit()
-    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+    await _for_participant(
+        session,
+        token,
+        lambda participant: participant_service.record_rating(
+            session, participant, rating_index, value
+        ),
+    )
+    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 @pages.post("/p/{token}/feedback")
-def feedback(
-    participant: ParticipantDep,
+async def feedback(
+    token: str,
     session: SessionDep,
     text: Annotated[str, Form(max_length=participant_service.FEEDBACK_MAX_CHARS)] = "",
 ) -> Response:
     """Store the optional free-text feedback and finish the study."""
-    if participant.status != "in_progress":
-        raise Conflict("feedback is given at the end of the study")
-    participant_service.record_feedback(participant, text)
-    participant_service.complete(session, participant)
-    session.commit()
-    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+
+    def store(participant: Participant) -> None:
+        if participant.status != "in_progress":
+            raise Conflict("feedback is given at the end of the study")
+        participant_service.record_feedback(participant, text)
+        participant_service.complete(session, participant)
+
+    await _for_participant(session, token, store)
+    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 @pages.post("/p/{token}/finish")
-def finish(participant: ParticipantDep, session: SessionDep) -> Response:
+async def finish(token: str, session: SessionDep) -> Response:
     """Finish the study (when every answer and page is done) and show the completion code."""
-    participant_service.complete(session, participant)
-    session.commit()
-    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+    await _for_participant(
+        session, token, lambda participant: participant_service.complete(session, participant)
+    )
+    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 @pages.post("/p/{token}/consent")
-def consent(
-    participant: ParticipantDep,
+async def consent(
+    token: str,
     session: SessionDep,
     decision: Annotated[str, Form(pattern="^(agree|decline)$")],
 ) -> Response:
     """Record consent (agree) or its refusal (decline: its own outcome, nothing else stored)."""
-    participant_service.record_consent(participant, decision == "agree")
-    session.commit()
-    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+    await _for_participant(
+        session,
+        token,
+        lambda participant: participant_service.record_consent(participant, decision == "agree"),
+    )
+    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 @pages.post("/p/{token}/instructions")
-def instructions_done(participant: ParticipantDep, session: SessionDep) -> Response:
+async def instructions_done(token: str, session: SessionDep) -> Response:
     """Instructions read: the task starts."""
-    participant_service.finish_instructions(participant)
-    session.commit()
-    return RedirectResponse(f"/p/{participant.token}", status_code=303)
+    await _for_participant(session, token, participant_service.finish_instructions)
+    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 # --- JSON API -----------------------------------------------------------------------------------
 
 
 @api.get("/next", response_model=NextRead)
-def get_next(participant: ParticipantDep, session: SessionDep, settings: SettingsDep) -> Any:
+async def get_next(token: str, session: SessionDep, settings: SettingsDep) -> Any:
     """The participant's next step (first unanswered trial) and images to preload."""
-    step = trial_service.next_step(session, participant, ahead=settings.preload_ahead)
-    if session.dirty or session.new:
-        session.commit()
-    return step
+    return await _for_participant(
+        session,
+        token,
+        lambda participant: trial_service.next_step(
+            session, participant, ahead=settings.preload_ahead
+        ),
+    )
 
 
 @api.post(
@@ -322,7 +370,7 @@ def get_next(participant: ParticipantDep, session: SessionDep, settings: Setting
     openapi_extra=_json_body_schema(ResponseSubmit),
 )
 async def post_response(
-    token: str, session: AnswerSessionDep, settings: SettingsDep, body: BodyDep, request: Request
+    token: str, session: SessionDep, settings: SettingsDep, body: BodyDep, request: Request
 ) -> Any:
     """Store an answer exactly once; the acknowledgement carries correctness and the next step.
 
@@ -410,17 +458,18 @@ def _answer(
 
 
 @api.post("/events", response_model=EventsAck, openapi_extra=_json_body_schema(EventBatch))
-def post_events(participant: ParticipantDep, session: SessionDep, body: BodyDep) -> Any:
+async def post_events(token: str, session: SessionDep, body: BodyDep) -> Any:
     """Store browser events (focus, fullscreen, resize) and count as a heartbeat."""
     batch: EventBatch = _parse(EventBatch, body)
-    stored = trial_service.record_events(session, participant, batch)
-    session.commit()
+    stored = await _for_participant(
+        session, token, lambda participant: trial_service.record_events(session, participant, batch)
+    )
     return {"stored": stored}
 
 
 @api.post("/complete", response_model=CompletionRead)
-def post_complete(participant: ParticipantDep, session: SessionDep) -> Any:
+async def post_complete(token: str, session: SessionDep) -> Any:
     """Finish: only when every answer is stored; returns the completion code and where to go."""
-    info = participant_service.complete(session, participant)
-    session.commit()
-    return info
+    return await _for_participant(
+        session, token, lambda participant: participant_service.complete(session, participant)
+    )

@@ -203,15 +203,17 @@ def answer_in_one_statement(
 
     With `autocommit_engine` and no transaction open in `session`, the statement runs alone on
     a connection of that engine in autocommit mode: one round trip (no BEGIN, COMMIT or
-    pre-ping), committed when it returns. Otherwise it runs in the session's transaction and the
-    caller commits (tests run the route inside a transaction that is rolled back).
+    pre-ping), committed when it returns. Otherwise — or when `session` is bound to a
+    connection, as tests bind theirs to run routes inside a transaction that is rolled back —
+    it runs in the session's transaction and the caller commits.
     Returns `ack=None` for every case the general path handles (see the module docstring).
     `app.fast_lane` runs the same statement from the event loop, before FastAPI.
     """
     params = statement_params(
         token, submit, via_beacon=via_beacon, ahead=ahead, received_at=received_at
     )
-    if autocommit_engine is not None and not session.in_transaction():
+    own_transaction = session.in_transaction() or isinstance(session.get_bind(), Connection)
+    if autocommit_engine is not None and not own_transaction:
         row = _run_autocommit(autocommit_engine, params)
     else:
         row = session.connection().exec_driver_sql(ANSWER_SQL, params).first()
