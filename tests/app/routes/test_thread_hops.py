@@ -48,9 +48,11 @@ def test_each_participant_request_takes_at_most_one_hop(
         return response
 
     request("landing", "GET", f"/s/{link}?PROLIFIC_PID=hops")
-    token = request("enrol", "POST", f"/s/{link}/start", data={"PROLIFIC_PID": "hops"}).headers[
-        "location"
-    ].removeprefix("/p/")
+    token = (
+        request("enrol", "POST", f"/s/{link}/start", data={"PROLIFIC_PID": "hops"})
+        .headers["location"]
+        .removeprefix("/p/")
+    )
     request("consent page", "GET", f"/p/{token}")
     request("consent", "POST", f"/p/{token}/consent", data={"decision": "agree"})
     request("instructions page", "GET", f"/p/{token}")
