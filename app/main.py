@@ -278,8 +278,19 @@ def create_app(settings: Settings) -> FastAPI:
         return templates.TemplateResponse(request, "index.html", {})
 
     app.mount("/static", CachedStaticFiles(directory=str(settings.static_dir)), name="static")
+    # Innermost first (each add_middleware wraps what came before): the admission limit in front
+    # of the routes, the answer lane, the body limit, Server-Timing outermost of ours.
+    # make_engine's pool holds pool_size + max_overflow = 2 * db_pool_size connections.
+    app.add_middleware(
+        AdmissionLimitMiddleware,
+        limit=2 * settings.db_pool_size,
+        participant_limit=settings.participant_concurrency,
+    )
     if lane_pool is not None:
-        # Innermost of ours: body limit, Server-Timing and admission limit apply to it too.
+        # In front of the admission limit: an answer the lane stores and acknowledges never
+        # waits for a slot held by a slow routed request (an enrolment waiting for the
+        # experiment's row lock, a block end); the lane's own pool bounds its concurrency.
+        # What it leaves to the route (block ends, retries, errors) queues for admission.
         app.add_middleware(
             AnswerFastLane,
             pool=lane_pool,
@@ -291,12 +302,6 @@ def create_app(settings: Settings) -> FastAPI:
         max_api_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    # Measures each request from here on, the admission queue included.
     app.add_middleware(ServerTimingMiddleware)
-    # Outermost, so Server-Timing measures the app without this queue (make_engine's pool holds
-    # pool_size + max_overflow = 2 * db_pool_size connections).
-    app.add_middleware(
-        AdmissionLimitMiddleware,
-        limit=2 * settings.db_pool_size,
-        participant_limit=settings.participant_concurrency,
-    )
     return app
