@@ -515,9 +515,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         _fail(exc.detail)
     finally:
         engine.dispose()
+    from app.http_protocol import HTTP_PROTOCOL
+
     uvicorn.run(
         "app.asgi:app_factory",
         factory=True,
+        http=HTTP_PROTOCOL,
         host=host,
         port=port,
         workers=workers,
