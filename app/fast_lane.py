@@ -6,8 +6,8 @@ sends every few seconds it parses the body, runs the one answer statement
 writes the acknowledgement: no routing, dependency injection, thread-pool hop or ORM. Anything
 it does not finish — a block end, a retry, an answer out of order, bad input, a database error —
 goes on to the FastAPI route unchanged (the body replayed), which gives the same answers and
-errors as without the lane; `request.state.answer_stored` tells the route when the lane stored
-the answer already. Measured in docs/benchmarks.md.
+errors as without the lane; `request.state.answer_stored` (a `StoredAnswer`, else None) tells
+the route that the lane stored the answer already, and what it stored. Measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from app.db import GENERIC_PLAN_ARGS
 from app.schemas import ResponseSubmit
 from app.services.fast_answer import (
     ANSWER_SQL,
+    StoredAnswer,
     ack_from_row,
     cached_timing,
     load_timing,
     statement_params,
+    stored_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ class AnswerFastLane:
             await self.app(scope, receive, send)
             return
         body, more = await _read_body(receive)
-        stored = False
+        stored: StoredAnswer | None = None
         try:
             submit = ResponseSubmit.model_validate_json(body or b"")
         except ValidationError:
@@ -134,9 +136,10 @@ class AnswerFastLane:
                     match.group(1), submit, via_beacon=kind == "text/plain", ahead=self.ahead
                 )
                 row = await self.pool.fetch(params)
-                stored = row is not None
-                if stored and cached_timing(row[3]) is None:
-                    await run_in_threadpool(self._load_timing, row[3])
+                if row is not None:
+                    stored = stored_of(row, submit)
+                    if cached_timing(row[3]) is None:
+                        await run_in_threadpool(self._load_timing, row[3])
                 outcome = ack_from_row(row, submit, cached_timing)
                 if outcome.ack is not None:
                     ack = json.dumps(outcome.ack, separators=(",", ":")).encode()

@@ -38,7 +38,7 @@ from app.schemas import (
 from app.services import participants as participant_service
 from app.services import trials as trial_service
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
-from app.services.fast_answer import answer_in_one_statement
+from app.services.fast_answer import StoredAnswer, answer_in_one_statement
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -387,7 +387,7 @@ async def post_response(
         submit,
         via_beacon,
         request.app.state.answer_engine,
-        getattr(request.state, "answer_stored", False),
+        getattr(request.state, "answer_stored", None),
     )
     if isinstance(ack, bytes):
         return Response(ack, media_type="application/json")
@@ -401,7 +401,7 @@ def _answer(
     submit: ResponseSubmit,
     via_beacon: bool,
     answer_engine: Any = None,
-    stored_by_lane: bool = False,
+    stored_by_lane: StoredAnswer | None = None,
 ) -> bytes | dict[str, Any]:
     """The answer's database work: one statement for the common case, else the general path.
 
@@ -410,8 +410,8 @@ def _answer(
     client's retry with the same response_uuid redoes the block end (it is idempotent).
     """
     check_token(token)
-    stored_here = stored_by_lane  # app.fast_lane stored it and left the rest to this route
-    if not stored_here and session.get_bind().dialect.name == "postgresql":
+    stored = stored_by_lane  # app.fast_lane stored it and left the rest to this route
+    if stored is None and session.get_bind().dialect.name == "postgresql":
         fast = answer_in_one_statement(
             session,
             token,
@@ -425,34 +425,39 @@ def _answer(
             # Built like the general path's dict, so the response model holds it (tests check
             # both paths give the same bytes); serialised here without re-validation.
             return json.dumps(fast.ack, separators=(",", ":")).encode()
-        stored_here = fast.stored
+        stored = fast.answer
     participant = participant_by_token(session, token)
-    recorded = None
-    if stored_here:
-        # Stored a moment ago by the one statement: fetched, not counted and checked again.
-        recorded = trial_service.stored_answer(session, participant, str(submit.response_uuid))
-    if recorded is None:
+    duplicate = False
+    if stored is None:
         recorded = trial_service.record_response(
             session, participant, submit, via_beacon=via_beacon
         )
-    response = recorded.response
-    trial = recorded.trial
+        trial = recorded.trial
+        stored = StoredAnswer(
+            trial.trial_index, trial.block_index, trial.query_order, recorded.response.correct
+        )
+        duplicate = recorded.duplicate
+        n_done = recorded.n_done
+    else:
+        # Stored a moment ago by the one statement, which checked that this was the current
+        # trial (done count = its index): not read back, counted or checked again.
+        n_done = stored.trial_index + 1
     # Idempotent: a retried last answer of a block gets its block feedback again.
-    block_end = trial_service.finish_block(session, participant, trial)
-    # The count is known unless a block ended (practice attempts may have been skipped): saves
-    # one query per answer.
-    n_answered = recorded.n_done if block_end is None else None
+    block_end = trial_service.finish_block(
+        session, participant, stored.block_index, stored.trial_index
+    )
+    # The count is known unless practice attempts were skipped: saves a query per answer.
+    n_answered = n_done if block_end is None or not block_end.skipped else None
     next_step = trial_service.next_step(
         session, participant, n_answered=n_answered, ahead=settings.preload_ahead
     )
     session.commit()
     return {
-        "trial_index": response.trial_index,
-        # stored by the one-statement path of this request, which left the rest to this path
-        "duplicate": recorded.duplicate and not stored_here,
-        "correct": response.correct,
-        "correct_response": "upper" if trial.query_order == "max_upper" else "lower",
-        "block_end": block_end,
+        "trial_index": stored.trial_index,
+        "duplicate": duplicate,
+        "correct": stored.correct,
+        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
+        "block_end": block_end.feedback if block_end is not None else None,
         "next": next_step,
     }
 

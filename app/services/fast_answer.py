@@ -85,12 +85,24 @@ FROM ins, cur, p
 
 
 @dataclass(frozen=True)
+class StoredAnswer:
+    """An answer the one statement stored: what the general path's acknowledgement needs of it
+    (so a block end does not read it back)."""
+
+    trial_index: int
+    block_index: int
+    query_order: str
+    correct: bool
+
+
+@dataclass(frozen=True)
 class FastAnswer:
     """What the one statement did: `ack` is None when the general path must finish the request
-    (`stored` then says whether this statement already stored the answer)."""
+    (`stored` then says whether this statement already stored the answer, `answer` what)."""
 
     stored: bool
     ack: dict[str, Any] | None
+    answer: StoredAnswer | None = None
 
 
 _TIMING_KEYS = tuple(TimingRead.model_fields)
@@ -140,6 +152,12 @@ def statement_params(
     }
 
 
+def stored_of(row: Any, submit: ResponseSubmit) -> StoredAnswer:
+    """The answer a row of the statement says it stored."""
+    correct, query_order, block_index = row[0], row[1], row[2]
+    return StoredAnswer(submit.trial_index, block_index, query_order, correct)
+
+
 def ack_from_row(
     row: Any, submit: ResponseSubmit, timing_of: Callable[[int], dict[str, Any] | None]
 ) -> FastAnswer:
@@ -150,10 +168,12 @@ def ack_from_row(
     """
     if row is None:
         return FastAnswer(stored=False, ack=None)
-    correct, query_order, block_index, experiment_id, n_trials, blocks, upcoming = row
+    stored = stored_of(row, submit)
+    _, _, block_index, experiment_id, n_trials, blocks, upcoming = row
     first_index = sum(b["n_trials"] for b in blocks[:block_index])
     if submit.trial_index == first_index + blocks[block_index]["n_trials"] - 1:
-        return FastAnswer(stored=True, ack=None)  # a block ends: feedback, repeats, exclusions
+        # a block ends: feedback, repeats, exclusions
+        return FastAnswer(stored=True, ack=None, answer=stored)
     n_answered = submit.trial_index + 1
     nxt: dict[str, Any]
     if not upcoming:
@@ -168,7 +188,8 @@ def ack_from_row(
         current = upcoming[0]
         timing = timing_of(experiment_id)
         if current["unfilled"] or timing is None:
-            return FastAnswer(stored=True, ack=None)  # e.g. images chosen from earlier answers
+            # e.g. images chosen from earlier answers
+            return FastAnswer(stored=True, ack=None, answer=stored)
         nxt = {
             "step": "trial",
             "n_trials": n_trials,
@@ -178,11 +199,12 @@ def ack_from_row(
         }
     return FastAnswer(
         stored=True,
+        answer=stored,
         ack={
             "trial_index": submit.trial_index,
             "duplicate": False,
-            "correct": correct,
-            "correct_response": "upper" if query_order == "max_upper" else "lower",
+            "correct": stored.correct,
+            "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
             "block_end": None,
             "next": nxt,
         },

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import designs
@@ -31,40 +32,53 @@ AnsweredRow = tuple[str, int, str, bool]
 """(trial_kind, block_index, response, correct) of one stored answer."""
 
 
-def answered_rows(session: Session, participant: Participant) -> list[AnsweredRow]:
-    """The participant's stored answers with their trials' kind and block (one query)."""
-    rows = session.execute(
+@dataclass(frozen=True)
+class Answered:
+    """A participant's stored answers with their trials' kind and block, and how many catch
+    trials the schedule plans: what the block score and the exclusion checks need."""
+
+    rows: list[AnsweredRow]
+    catch_planned: int
+
+
+def answered_rows(session: Session, participant: Participant) -> Answered:
+    """The participant's stored answers and planned catch trials, in one query: every
+    scheduled trial, with its answer where there is one."""
+    found = session.execute(
         select(
             ScheduledTrial.trial_kind,
             ScheduledTrial.block_index,
             TrialResponse.response,
             TrialResponse.correct,
         )
-        .join(TrialResponse, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
         # Both sides filtered by participant: with only one, Postgres hash-joins a sequential
         # scan of every stored answer (8 ms at 20,000 answers, growing with the database).
-        .where(
-            ScheduledTrial.participant_id == participant.id,
-            TrialResponse.participant_id == participant.id,
+        .outerjoin(
+            TrialResponse,
+            (TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+            & (TrialResponse.participant_id == participant.id),
         )
+        .where(ScheduledTrial.participant_id == participant.id)
     ).all()
-    return [(kind, block, response, correct) for kind, block, response, correct in rows]
+    return Answered(
+        rows=[
+            (kind, block, response, correct)
+            for kind, block, response, correct in found
+            if response is not None
+        ],
+        catch_planned=sum(1 for kind, _, _, _ in found if kind == "catch"),
+    )
 
 
 def participant_summary(
-    session: Session, participant: Participant, rows: list[AnsweredRow] | None = None
+    session: Session, participant: Participant, answered: Answered | None = None
 ) -> designs.ParticipantSummary:
-    """What the exclusion criteria need, from the participant's stored rows (two queries;
-    one when the caller has `answered_rows` already)."""
-    if rows is None:
-        rows = answered_rows(session, participant)
-    catch_planned = session.scalar(
-        select(func.count())
-        .select_from(ScheduledTrial)
-        .where(
-            ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind == "catch"
-        )
-    )
+    """What the exclusion criteria need, from the participant's stored rows (one query, none
+    when the caller has `answered_rows` already)."""
+    if answered is None:
+        answered = answered_rows(session, participant)
+    rows = answered.rows
+    catch_planned = answered.catch_planned
     catch_correct = sum(1 for kind, _, _, ok in rows if kind == "catch" and ok)
     catch_answered = sum(1 for kind, _, _, _ in rows if kind == "catch")
     counted = [resp for kind, _, resp, _ in rows if kind != "practice"]
@@ -104,11 +118,11 @@ def participant_summary(
 
 
 def apply_exclusions(
-    session: Session, participant: Participant, rows: list[AnsweredRow] | None = None
+    session: Session, participant: Participant, answered: Answered | None = None
 ) -> list[str]:
     """Evaluate the design's exclusion criteria now and store the result on the participant."""
     reasons = designs.evaluate_exclusions(
-        design_of(participant.experiment), participant_summary(session, participant, rows)
+        design_of(participant.experiment), participant_summary(session, participant, answered)
     )
     participant.excluded = bool(reasons)
     participant.exclusion_reasons = list(reasons)

@@ -297,22 +297,33 @@ def record_response(
     return Recorded(response, trial, duplicate=False, n_done=n_answered + 1)
 
 
+@dataclass(frozen=True)
+class BlockEnd:
+    """What the last answer of a block did."""
+
+    feedback: dict[str, int]
+    """`{"block_index", "n_correct", "n_trials"}`, the acknowledgement's `block_end`."""
+    skipped: bool
+    """Practice attempts were skipped: the done count grew by more than this answer."""
+
+
 def finish_block(
-    session: Session, participant: Participant, trial: ScheduledTrial
-) -> dict[str, int] | None:
+    session: Session, participant: Participant, block_index: int, trial_index: int
+) -> BlockEnd | None:
     """After the last trial of a block: block feedback counts, practice repeats, live exclusions.
 
     Returns:
-        `{"block_index", "n_correct", "n_trials"}` when `trial` ended its block, else None.
+        None unless trial `trial_index` (of block `block_index`) ended its block.
     """
     blocks = participant.blocks
-    block = blocks[trial.block_index]
-    last_index = sum(b["n_trials"] for b in blocks[: trial.block_index + 1]) - 1
-    if trial.trial_index != last_index:
+    block = blocks[block_index]
+    last_index = sum(b["n_trials"] for b in blocks[: block_index + 1]) - 1
+    if trial_index != last_index:
         return None
     # One query for the block's score and the exclusion checks below.
-    rows = answered_rows(session, participant)
-    n_correct = sum(1 for _, block_index, _, ok in rows if block_index == trial.block_index and ok)
+    answered = answered_rows(session, participant)
+    n_correct = sum(1 for _, block, _, ok in answered.rows if block == block_index and ok)
+    skip: list[int] = []
     if block.get("repeat_until_correct"):
         schedule = Schedule(
             design=participant.experiment.design_name,
@@ -321,7 +332,7 @@ def finish_block(
             blocks=tuple(BlockSpec.model_validate(b) for b in blocks),
             trials=(),
         )
-        skip = designs.attempts_to_skip(schedule, trial.block_index, n_correct == block["n_trials"])
+        skip = list(designs.attempts_to_skip(schedule, block_index, n_correct == block["n_trials"]))
         if skip:
             session.execute(
                 update(ScheduledTrial)
@@ -331,8 +342,15 @@ def finish_block(
                 )
                 .values(skipped=True)
             )
-    apply_exclusions(session, participant, rows)
-    return {"block_index": trial.block_index, "n_correct": n_correct, "n_trials": block["n_trials"]}
+    apply_exclusions(session, participant, answered)
+    return BlockEnd(
+        feedback={
+            "block_index": block_index,
+            "n_correct": n_correct,
+            "n_trials": block["n_trials"],
+        },
+        skipped=bool(skip),
+    )
 
 
 def record_events(session: Session, participant: Participant, batch: EventBatch) -> int:
