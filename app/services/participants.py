@@ -14,7 +14,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, func, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app import designs
 from app.db import utc_now
@@ -252,34 +252,42 @@ def enrol(
 ) -> tuple[Participant, bool]:
     """Enrol a participant, or return the one already enrolled with the same platform id.
 
-    The experiment row is locked for the enrolment (participant number, balanced arm), so
-    parallel tabs or HITs of one worker cannot slip through; the unique key on
-    (experiment, platform_id) is the backstop.
+    The experiment row is locked for the enrolment (participant number, balanced arm). A
+    platform id enrolled already is resumed without the lock; two requests enrolling one new id
+    at once (parallel tabs or HITs of one worker) meet at the unique key on
+    (experiment, platform_id), and the later one raises Conflict: nothing of it is stored, and
+    the start route resumes the earlier one.
 
     Returns:
         (participant, created).
 
     Raises:
         SessionUnavailable: paused, closed, full, or an MTurk preview.
+        Conflict: the same platform id was enrolled by a concurrent request.
     """
     if launched.status != "open":
         raise SessionUnavailable(f"this study is {launched.status}")
     if is_mturk_preview(params):
         raise SessionUnavailable("accept the HIT before starting")
     identity = platform_identity(launched, params)
-    experiment = session.scalar(
-        select(Experiment).where(Experiment.id == launched.experiment_id).with_for_update()
-    )
-    assert experiment is not None
     if identity.platform_id is not None:
+        # Before the experiment's row lock, which every enrolment waits for: a resume needs no
+        # lock, and two tabs enrolling the same id at once meet at the unique key (Conflict).
         existing = session.scalar(
             select(Participant).where(
-                Participant.experiment_id == experiment.id,
+                Participant.experiment_id == launched.experiment_id,
                 Participant.platform_id == identity.platform_id,
             )
         )
         if existing is not None:
             return existing, False
+    experiment = session.scalar(
+        select(Experiment)
+        .options(joinedload(Experiment.stimulus_set))  # one round trip less under the lock
+        .where(Experiment.id == launched.experiment_id)
+        .with_for_update(of=Experiment)
+    )
+    assert experiment is not None
     if launched.max_participants is not None:
         taken = session.scalar(
             select(func.count())
