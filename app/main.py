@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.admission import PrioritySemaphore
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import (
@@ -124,35 +124,42 @@ class AdmissionLimitMiddleware:
 
     Participant requests are also limited on their own (`participant_limit`, at most `limit`):
     a few at once keep a worker busy, more only contend for the GIL; slow experimenter requests
-    (exports) cannot take the participants' places.
+    (exports) cannot take the participants' places. Answers that reach the routes (block ends,
+    retries; all answers without the fast lane) are urgent: they are admitted before the
+    waiting landing pages, enrolments and other pages (`app.admission`), so that a study's
+    arrival does not hold up the trials of those who started.
     """
 
     def __init__(self, app: ASGIApp, limit: int, participant_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
         self.participant_limit = min(participant_limit or limit, limit)
-        self._semaphore: asyncio.Semaphore | None = None
-        self._participant_semaphore: asyncio.Semaphore | None = None
+        self._semaphore = PrioritySemaphore(self.limit)
+        self._participant_semaphore = PrioritySemaphore(self.participant_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope["type"] != "http" or path.startswith(UNLIMITED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        if self._semaphore is None or self._participant_semaphore is None:
-            # Created lazily: a semaphore belongs to the event loop of the worker that uses it.
-            self._semaphore = asyncio.Semaphore(self.limit)
-            self._participant_semaphore = asyncio.Semaphore(self.participant_limit)
-        if path.startswith(PARTICIPANT_PREFIXES):
-            async with self._participant_semaphore, self._semaphore:
+        participant = path.startswith(PARTICIPANT_PREFIXES)
+        urgent = participant and path.endswith(ANSWER_SUFFIX) and scope.get("method") == "POST"
+        if participant:
+            await self._participant_semaphore.acquire(urgent=urgent)
+        try:
+            await self._semaphore.acquire(urgent=urgent)
+            try:
                 await self.app(scope, receive, send)
-            return
-        async with self._semaphore:
-            await self.app(scope, receive, send)
+            finally:
+                self._semaphore.release()
+        finally:
+            if participant:
+                self._participant_semaphore.release()
 
 
 UNLIMITED_PREFIXES = ("/static/", "/img/", "/healthz")
 PARTICIPANT_PREFIXES = ("/api/p/", "/p/", "/s/")
+ANSWER_SUFFIX = "/responses"
 
 
 class CachedStaticFiles(StaticFiles):

@@ -46,6 +46,20 @@ cli = typer.Typer(add_completion=False)
 RETRY_DEADLINE_S = 90.0
 """How long a request keeps being retried (covers an app or Postgres restart)."""
 TAIL_WINDOW_S = 5
+ANSWER_WITHIN_BLOCK = "answer, within block"
+ANSWER_BLOCK_END = "answer, block end"
+ENDPOINTS = (
+    "landing",
+    "enrol",
+    "consent",
+    "instructions",
+    "next",
+    "answer",
+    ANSWER_WITHIN_BLOCK,
+    ANSWER_BLOCK_END,
+    "complete",
+)
+"""Reported endpoints; the two kinds of answer are also counted under `answer`."""
 """Width of the windows of `answer_p99_ms_per_window` (seconds since the start)."""
 
 
@@ -99,6 +113,7 @@ class Reply:
     status_code: int
     headers: Any
     body: bytes
+    elapsed_ms: float = 0.0
 
     @property
     def text(self) -> str:
@@ -157,6 +172,7 @@ async def call(
             problem = f"{type(exc).__name__}: {exc}"
         else:
             ms = (time.perf_counter() - start) * 1000
+            response.elapsed_ms = ms
             if response.status_code in ok_status:
                 stats.record(name, ms, response)
                 return response
@@ -258,9 +274,12 @@ async def run_session(
         await think(rng, think_ms)
         trial_index = step["trial"]["trial_index"]
         body = answer_body(trial_index, rng)
-        ack = (
-            await call(client, stats, "answer", "POST", f"/api/p/{token}/responses", json=body)
-        ).json()
+        reply = await call(client, stats, "answer", "POST", f"/api/p/{token}/responses", json=body)
+        ack = reply.json()
+        if stats.measuring:
+            # Block ends take the route (feedback, exclusions), the others the fast lane.
+            kind = ANSWER_WITHIN_BLOCK if ack["block_end"] is None else ANSWER_BLOCK_END
+            stats.latency_ms[kind].append(reply.elapsed_ms)
         if ack["trial_index"] != trial_index:
             stats.error("answer", f"ack for trial {ack['trial_index']} != {trial_index}")
             raise GiveUp("answer")
@@ -284,7 +303,7 @@ def percentile(values: list[float], q: float) -> float:
 def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
     """Per endpoint: count, throughput, p50/p95/p99 latency, server time; errors and retries."""
     endpoints: dict[str, Any] = {}
-    for name in ("landing", "enrol", "consent", "instructions", "next", "answer", "complete"):
+    for name in ENDPOINTS:
         lat = stats.latency_ms.get(name, [])
         app = stats.app_ms.get(name, [])
         endpoints[name] = {
@@ -369,7 +388,7 @@ def verify(dsn: str, stats: Stats) -> dict[str, Any]:
 def render_table(summary: dict[str, Any]) -> str:
     """The per-endpoint table printed at the end of a run."""
     lines = [
-        f"{'endpoint':<13}{'count':>8}{'req/s':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
+        f"{'endpoint':<22}{'count':>8}{'req/s':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
         f"{'app p50':>9}{'app p99':>9}{'err':>6}{'retry':>7}"
     ]
 
@@ -378,7 +397,7 @@ def render_table(summary: dict[str, Any]) -> str:
 
     for name, e in summary["endpoints"].items():
         lines.append(
-            f"{name:<13}{e['count']:>8}{e['per_s']:>9.1f}{fmt(e['p50_ms']):>9}{fmt(e['p95_ms']):>9}"
+            f"{name:<22}{e['count']:>8}{e['per_s']:>9.1f}{fmt(e['p50_ms']):>9}{fmt(e['p95_ms']):>9}"
             f"{fmt(e['p99_ms']):>9}{fmt(e['max_ms']):>9}{fmt(e['app_p50_ms']):>9}"
             f"{fmt(e['app_p99_ms']):>9}{e['errors']:>6}{e['retries']:>7}"
         )

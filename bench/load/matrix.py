@@ -27,6 +27,8 @@ import httpx
 import psutil
 import typer
 
+from bench.load.loadgen import ANSWER_BLOCK_END
+
 cli = typer.Typer(add_completion=False)
 PSYCHVIS = str(Path(sys.executable).parent / "psychvis")
 """The console script of this environment."""
@@ -163,6 +165,10 @@ def main(
         float,
         typer.Option(help="before each run, wait (up to 60 s) until CPU use is at most this"),
     ] = 15.0,
+    one_session: Annotated[
+        bool,
+        typer.Option(help="each participant runs one session, then stops (a study's arrival)"),
+    ] = False,
 ) -> None:
     """Run every configuration REPEATS times (interleaved) and summarise the medians."""
     out.mkdir(parents=True, exist_ok=True)
@@ -208,6 +214,7 @@ def main(
                         database_url,
                         "--out",
                         str(path),
+                        *(["--one-session"] if one_session else []),
                     ],
                     capture_output=True,
                     text=True,
@@ -245,6 +252,10 @@ def main(
             "p50_ms": statistics.median(a["p50_ms"] for a in answer),
             "p95_ms": statistics.median(a["p95_ms"] for a in answer),
             "p99_ms": statistics.median(a["p99_ms"] for a in answer),
+            "p99_ms_runs": [a["p99_ms"] for a in answer],
+            "block_end_p99_ms_runs": [
+                r["endpoints"].get(ANSWER_BLOCK_END, {}).get("p99_ms") for r in results
+            ],
             "app_p50_ms": statistics.median(a["app_p50_ms"] for a in answer),
             "app_p99_ms": statistics.median(a["app_p99_ms"] for a in answer),
             "errors": sum(r["errors"] for r in results),
