@@ -37,10 +37,12 @@ class Settings(BaseSettings):
     preload_ahead: int = 3
     """How many upcoming trials' images the browser is told to preload."""
     db_pool_size: int = 10
-    participant_concurrency: int = Field(default=4, ge=1)
-    """Participant requests one worker works on at once; more wait in its event loop. A few keep
-    the CPU busy while others wait for Postgres; more only add GIL and lock contention
-    (docs/benchmarks.md: 4 per worker beat 20 by ~20 % in answers/s)."""
+    participant_concurrency: int = Field(default=2, ge=1)
+    """Participant requests one worker works on at once (and the connections of its answer
+    pools); more wait in its event loop, answers first. Two keep the CPU busy while one waits
+    for Postgres; more only add GIL and lock contention (docs/benchmarks.md: 4 per worker beat
+    20 by ~20 % in answers/s; 2 served as many as 4 and cut the answers' p99 while 1,000
+    participants arrived at once, session 4). Raise it when Postgres is a network hop away."""
     answer_lane: bool = True
     """PostgreSQL: answer the common `POST .../responses` from the event loop before FastAPI
     (`app.fast_lane`). Off, every answer goes through the route (same results)."""
