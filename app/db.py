@@ -39,11 +39,35 @@ def normalize_url(url: str) -> str:
     return url
 
 
-GENERIC_PLAN_ARGS: dict[str, Any] = {
-    "prepare_threshold": 0,
-    "options": "-c plan_cache_mode=force_generic_plan",
-}
-"""psycopg connection arguments: prepare every statement on first use, plan it once."""
+def pg_connect_args(url: str, *, generic_plans: bool = False) -> dict[str, Any]:
+    """psycopg connection arguments of the app's PostgreSQL connections.
+
+    JIT off: PostgreSQL compiles a query to machine code when its estimated cost passes
+    `jit_above_cost` (100,000), which a millisecond query reaches once its tables hold a few
+    million rows or their statistics are missing. In the benchmark database (1.5 million
+    scheduled trials, no statistics) the answer statement then spent 27 ms compiling on every
+    execution instead of 0.4 ms running: answers/s fell from ~630 to ~50 (docs/benchmarks.md,
+    session 4). None of this app's queries runs long enough to gain from it.
+
+    `generic_plans=True`: every statement is prepared on first use and planned once per
+    connection (`plan_cache_mode=auto` kept re-planning the answer statement, doubling its
+    CPU). Options in the URL (`?options=-c ...`) are kept, ours appended.
+    """
+    options = [str(o) for o in _url_options(url)]
+    options.append("-c jit=off")
+    args: dict[str, Any] = {}
+    if generic_plans:
+        options.append("-c plan_cache_mode=force_generic_plan")
+        args["prepare_threshold"] = 0
+    args["options"] = " ".join(options)
+    return args
+
+
+def _url_options(url: str) -> list[str]:
+    value = make_url(normalize_url(url)).query.get("options")
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def make_engine(
@@ -61,7 +85,8 @@ def make_engine(
     `generic_plans=True` (PostgreSQL, for an engine that runs a few fixed statements): every
     statement is prepared on first use and planned once per connection. With the default
     `plan_cache_mode=auto` Postgres kept re-planning the one-statement answer on every
-    execution, which doubled its CPU (0.74 vs 0.34 ms, docs/benchmarks.md).
+    execution, which doubled its CPU (0.74 vs 0.34 ms, docs/benchmarks.md). PostgreSQL
+    connections run without JIT (`pg_connect_args`).
     """
     url = normalize_url(url)
     parsed = make_url(url)
@@ -75,11 +100,10 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
-    connect_args: dict[str, Any] = dict(GENERIC_PLAN_ARGS) if generic_plans else {}
     return create_engine(
         url,
         echo=echo,
-        connect_args=connect_args,
+        connect_args=pg_connect_args(url, generic_plans=generic_plans),
         pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db import GENERIC_PLAN_ARGS
+from app.db import pg_connect_args
 from app.schemas import ResponseSubmit
 from app.services.fast_answer import (
     ANSWER_SQL,
@@ -57,6 +57,7 @@ class AnswerLanePool:
 
     def __init__(self, database_url: str, size: int) -> None:
         self.conninfo = libpq_conninfo(database_url)
+        self.connect_args = pg_connect_args(database_url, generic_plans=True)
         self.size = max(1, size)
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,8 +71,8 @@ class AnswerLanePool:
                 self.conninfo,
                 min_size=1,
                 max_size=self.size,
-                # Prepared on first use and planned once per connection (app.db.make_engine).
-                kwargs={"autocommit": True, **GENERIC_PLAN_ARGS},
+                # Prepared on first use and planned once per connection, no JIT (app.db.pg_connect_args).
+                kwargs={"autocommit": True, **self.connect_args},
                 open=False,
                 name="answer-lane",
             )
