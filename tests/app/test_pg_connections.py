@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
+import pytest
 from sqlalchemy import text
 
 from app.db import make_engine
@@ -33,23 +34,22 @@ def test_the_main_engine_runs_without_jit(postgres_server_url: str) -> None:
     assert found["plan_cache_mode"] == "auto"
 
 
-def test_the_answer_engine_runs_without_jit_and_plans_once(postgres_server_url: str) -> None:
-    found = _settings(postgres_server_url, generic_plans=True)
-    assert found == {
+@pytest.mark.parametrize(
+    ("url_options", "statement_timeout"),
+    [(None, "0"), ("-c statement_timeout=5000", "5s")],
+    ids=["plain-url", "url-with-options"],
+)
+def test_the_answer_engine_runs_without_jit_and_plans_once(
+    postgres_server_url: str, url_options: str | None, statement_timeout: str
+) -> None:
+    """Options already in the database URL are kept, ours appended."""
+    url = postgres_server_url
+    if url_options is not None:
+        url += f"{'&' if '?' in url else '?'}options={quote(url_options)}"
+    assert _settings(url, generic_plans=True) == {
         "jit": "off",
         "plan_cache_mode": "force_generic_plan",
-        "statement_timeout": "0",
-    }
-
-
-def test_options_in_the_database_url_are_kept(postgres_server_url: str) -> None:
-    sep = "&" if "?" in postgres_server_url else "?"
-    url = f"{postgres_server_url}{sep}options={quote('-c statement_timeout=5000')}"
-    found = _settings(url, generic_plans=True)
-    assert found == {
-        "jit": "off",
-        "plan_cache_mode": "force_generic_plan",
-        "statement_timeout": "5s",
+        "statement_timeout": statement_timeout,
     }
 
 
