@@ -57,9 +57,3 @@ class PrioritySemaphore:
                     waiter.set_result(None)  # the slot goes to this waiter
                     return
         self._free += 1
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()

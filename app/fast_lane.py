@@ -7,7 +7,8 @@ writes the acknowledgement: no routing, dependency injection, thread-pool hop or
 it does not finish — a block end, a retry, an answer out of order, bad input, a database error —
 goes on to the FastAPI route unchanged (the body replayed), which gives the same answers and
 errors as without the lane; `request.state.answer_stored` (a `StoredAnswer`, else None) tells
-the route that the lane stored the answer already, and what it stored. Measured in docs/benchmarks.md.
+the route that the lane stored the answer already, and what it stored. Measured in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class AnswerLanePool:
                 self.conninfo,
                 min_size=1,
                 max_size=self.size,
-                # Prepared on first use and planned once per connection, no JIT (app.db.pg_connect_args).
+                # Prepared on first use, planned once per connection, no JIT (pg_connect_args).
                 kwargs={"autocommit": True, **self.connect_args},
                 open=False,
                 name="answer-lane",

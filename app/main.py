@@ -25,7 +25,7 @@ from app.errors import (
     AppError,
     NotAuthenticated,
 )
-from app.fast_lane import AnswerFastLane, AnswerLanePool, send_json
+from app.fast_lane import ANSWER_PATH, AnswerFastLane, AnswerLanePool, send_json
 from app.log import configure_logging
 from app.migrate import assert_schema_current
 from app.routes import dashboard, images, participant
@@ -143,7 +143,7 @@ class AdmissionLimitMiddleware:
             await self.app(scope, receive, send)
             return
         participant = path.startswith(PARTICIPANT_PREFIXES)
-        urgent = participant and path.endswith(ANSWER_SUFFIX) and scope.get("method") == "POST"
+        urgent = scope.get("method") == "POST" and ANSWER_PATH.fullmatch(path) is not None
         if participant:
             await self._participant_semaphore.acquire(urgent=urgent)
         try:
@@ -159,7 +159,6 @@ class AdmissionLimitMiddleware:
 
 UNLIMITED_PREFIXES = ("/static/", "/img/", "/healthz")
 PARTICIPANT_PREFIXES = ("/api/p/", "/p/", "/s/")
-ANSWER_SUFFIX = "/responses"
 
 
 class CachedStaticFiles(StaticFiles):

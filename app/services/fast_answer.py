@@ -97,12 +97,15 @@ class StoredAnswer:
 
 @dataclass(frozen=True)
 class FastAnswer:
-    """What the one statement did: `ack` is None when the general path must finish the request
-    (`stored` then says whether this statement already stored the answer, `answer` what)."""
+    """What the one statement did: `ack` is None when the general path must finish the request;
+    `answer` is what the statement stored, None when it stored nothing."""
 
-    stored: bool
     ack: dict[str, Any] | None
     answer: StoredAnswer | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.answer is not None
 
 
 _TIMING_KEYS = tuple(TimingRead.model_fields)
@@ -167,13 +170,13 @@ def ack_from_row(
     stored) to the general path.
     """
     if row is None:
-        return FastAnswer(stored=False, ack=None)
+        return FastAnswer(ack=None)
     stored = stored_of(row, submit)
     _, _, block_index, experiment_id, n_trials, blocks, upcoming = row
     first_index = sum(b["n_trials"] for b in blocks[:block_index])
     if submit.trial_index == first_index + blocks[block_index]["n_trials"] - 1:
         # a block ends: feedback, repeats, exclusions
-        return FastAnswer(stored=True, ack=None, answer=stored)
+        return FastAnswer(ack=None, answer=stored)
     n_answered = submit.trial_index + 1
     nxt: dict[str, Any]
     if not upcoming:
@@ -189,7 +192,7 @@ def ack_from_row(
         timing = timing_of(experiment_id)
         if current["unfilled"] or timing is None:
             # e.g. images chosen from earlier answers
-            return FastAnswer(stored=True, ack=None, answer=stored)
+            return FastAnswer(ack=None, answer=stored)
         nxt = {
             "step": "trial",
             "n_trials": n_trials,
@@ -198,7 +201,6 @@ def ack_from_row(
             "preload": _preload(upcoming[1:]),
         }
     return FastAnswer(
-        stored=True,
         answer=stored,
         ack={
             "trial_index": submit.trial_index,

@@ -213,7 +213,7 @@ def submitted_values(submit: ResponseSubmit, *, via_beacon: bool) -> dict[str, A
     }
 
 
-def stored_answer(
+def _find_by_uuid(
     session: Session, participant: Participant, response_uuid: str
 ) -> Recorded | None:
     """The participant's stored answer with this uuid and its trial (duplicate=True), if any.
@@ -265,7 +265,7 @@ def record_response(
         # A retry of a stored answer is never the current trial (its trial counts as done), so
         # the uuid is looked up only here: the common first attempt saves a query, and a new
         # uuid that collides with a stored one still fails on the unique key below.
-        earlier = stored_answer(session, participant, str(submit.response_uuid))
+        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
         if earlier is not None:
             return earlier
         raise
@@ -286,7 +286,7 @@ def record_response(
     stmt = insert_ignoring_conflicts(table, dialect).returning(table.c.id)
     stored_id = session.execute(stmt, values).scalar()
     if stored_id is None:
-        earlier = stored_answer(session, participant, str(submit.response_uuid))
+        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
         if earlier is not None:
             return earlier
         raise OutOfOrder(f"trial {submit.trial_index} was answered already")
