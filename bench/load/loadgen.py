@@ -4,6 +4,9 @@ Each virtual participant, in a closed loop until `--duration` is over: landing p
 (unique PROLIFIC_PID) → consent → instructions → GET /next → one POST /responses per trial
 (client-generated `response_uuid`, retried with the SAME uuid on network errors and 5xx, with
 backoff, as the browser does) → POST /complete, then starts again as a new participant.
+Like the browser it also loads the participant page after every form post (the 303's target:
+consent, instructions, task and done pages) and posts a heartbeat to /events every 15 s of a
+session (`static/trial.js`); `--api-only` leaves both out (the requests of session 4's figures).
 It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
 `Server-Timing: app;dur` for the answer path, and with `--verify-dsn` checks in Postgres that
 every acknowledged answer is stored exactly once and no other row exists for its participants.
@@ -46,8 +49,15 @@ cli = typer.Typer(add_completion=False)
 RETRY_DEADLINE_S = 90.0
 """How long a request keeps being retried (covers an app or Postgres restart)."""
 TAIL_WINDOW_S = 5
+"""Width of the windows of `answer_p99_ms_per_window` (seconds since the start)."""
+HEARTBEAT_S = 15.0
+"""How often the task page posts a heartbeat to /events (HEARTBEAT_MS in static/trial.js)."""
 ANSWER_WITHIN_BLOCK = "answer, within block"
 ANSWER_BLOCK_END = "answer, block end"
+START = "start: landing to trial"
+"""A participant's whole start, from requesting the landing page to the first trial's /next."""
+DERIVED = (ANSWER_WITHIN_BLOCK, ANSWER_BLOCK_END, START)
+"""Reported endpoints that are not requests of their own (left out of `all_requests_*`)."""
 ENDPOINTS = (
     "landing",
     "enrol",
@@ -58,9 +68,11 @@ ENDPOINTS = (
     ANSWER_WITHIN_BLOCK,
     ANSWER_BLOCK_END,
     "complete",
+    "page",
+    "events",
+    START,
 )
 """Reported endpoints; the two kinds of answer are also counted under `answer`."""
-"""Width of the windows of `answer_p99_ms_per_window` (seconds since the start)."""
 
 
 @dataclass
@@ -209,6 +221,7 @@ async def participant_loop(
     start_at: float,
     stop_at: float,
     one_session: bool,
+    browser: bool = True,
 ) -> None:
     """Run sessions back to back as new participants until `stop_at` (monotonic seconds).
 
@@ -226,7 +239,9 @@ async def participant_loop(
             n += 1
             pid = f"{run_id}-{worker}-{n}"
             try:
-                await run_session(client, stats, rng, pid, link, think_ms, max_trials, stop_at)
+                await run_session(
+                    client, stats, rng, pid, link, think_ms, max_trials, stop_at, browser=browser
+                )
             except GiveUp:
                 await asyncio.sleep(0.5)
             if one_session:
@@ -242,8 +257,20 @@ async def run_session(
     think_ms: float,
     max_trials: int | None,
     stop_at: float,
+    *,
+    browser: bool = True,
 ) -> None:
-    """One participant from the landing page to completion (or until the run stops)."""
+    """One participant from the landing page to completion (or until the run stops).
+
+    With `browser`, also the requests the browser sends besides the API calls: the participant
+    page after each form post and the task page's heartbeats.
+    """
+
+    async def page() -> None:
+        if browser:
+            await call(client, stats, "page", "GET", f"/p/{token}")
+
+    started_at = time.perf_counter()
     await call(client, stats, "landing", "GET", f"/s/{link}", params={"PROLIFIC_PID": pid})
     started = await call(
         client,
@@ -256,6 +283,7 @@ async def run_session(
     )
     token = started.headers["location"].removeprefix("/p/")
     stats.tokens.add(token)
+    await page()  # consent
     await call(
         client,
         stats,
@@ -265,13 +293,30 @@ async def run_session(
         data={"decision": "agree"},
         ok_status=(303,),
     )
+    await page()  # instructions
     await call(client, stats, "instructions", "POST", f"/p/{token}/instructions", ok_status=(303,))
+    await page()  # the task
+    task_loaded = time.monotonic()
+    next_beat = task_loaded + HEARTBEAT_S
     step = (await call(client, stats, "next", "GET", f"/api/p/{token}/next")).json()
+    if stats.measuring:
+        stats.latency_ms[START].append((time.perf_counter() - started_at) * 1000)
     answered = 0
     while step["step"] == "trial":
         if time.monotonic() >= stop_at or (max_trials is not None and answered >= max_trials):
             return
         await think(rng, think_ms)
+        if browser and time.monotonic() >= next_beat:
+            next_beat += HEARTBEAT_S
+            beat = {
+                "kind": "heartbeat",
+                "client_ms": round((time.monotonic() - task_loaded) * 1000, 1),
+                "trial_index": step["trial"]["trial_index"],
+                "data": {"visible": True},
+            }
+            await call(
+                client, stats, "events", "POST", f"/api/p/{token}/events", json={"events": [beat]}
+            )
         trial_index = step["trial"]["trial_index"]
         body = answer_body(trial_index, rng)
         reply = await call(client, stats, "answer", "POST", f"/api/p/{token}/responses", json=body)
@@ -290,6 +335,7 @@ async def run_session(
         answered += 1
         step = ack["next"]
     await call(client, stats, "complete", "POST", f"/api/p/{token}/complete")
+    await page()  # done: the completion code
     stats.sessions_completed += 1
 
 
@@ -318,6 +364,9 @@ def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
             "errors": stats.errors.get(name, 0),
             "retries": stats.retries.get(name, 0),
         }
+    every_request = [
+        ms for name, values in stats.latency_ms.items() if name not in DERIVED for ms in values
+    ]
     times = sorted(stats.ack_times)
     gaps = [(b - a, a) for a, b in zip(times, times[1:], strict=False)]
     longest_gap = max(gaps, default=(0.0, 0.0))
@@ -339,6 +388,8 @@ def summarise(stats: Stats, measured_s: float) -> dict[str, Any]:
             for k, v in sorted(windows.items())
         },
         "endpoints": endpoints,
+        "all_requests_p50_ms": round(percentile(every_request, 50), 2) if every_request else None,
+        "all_requests_p99_ms": round(percentile(every_request, 99), 2) if every_request else None,
         "acked_answers": len(stats.acked),
         "duplicate_acks": stats.duplicate_acks,
         "sessions_completed": stats.sessions_completed,
@@ -388,7 +439,7 @@ def verify(dsn: str, stats: Stats) -> dict[str, Any]:
 def render_table(summary: dict[str, Any]) -> str:
     """The per-endpoint table printed at the end of a run."""
     lines = [
-        f"{'endpoint':<22}{'count':>8}{'req/s':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
+        f"{'endpoint':<24}{'count':>8}{'req/s':>9}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
         f"{'app p50':>9}{'app p99':>9}{'err':>6}{'retry':>7}"
     ]
 
@@ -397,10 +448,14 @@ def render_table(summary: dict[str, Any]) -> str:
 
     for name, e in summary["endpoints"].items():
         lines.append(
-            f"{name:<22}{e['count']:>8}{e['per_s']:>9.1f}{fmt(e['p50_ms']):>9}{fmt(e['p95_ms']):>9}"
+            f"{name:<24}{e['count']:>8}{e['per_s']:>9.1f}{fmt(e['p50_ms']):>9}{fmt(e['p95_ms']):>9}"
             f"{fmt(e['p99_ms']):>9}{fmt(e['max_ms']):>9}{fmt(e['app_p50_ms']):>9}"
             f"{fmt(e['app_p99_ms']):>9}{e['errors']:>6}{e['retries']:>7}"
         )
+    lines.append(
+        f"every request: p50 {fmt(summary['all_requests_p50_ms'])} ms, "
+        f"p99 {fmt(summary['all_requests_p99_ms'])} ms"
+    )
     lines.append(
         f"answers acked {summary['acked_answers']} ({summary['endpoints']['answer']['per_s']}/s "
         f"measured), sessions completed {summary['sessions_completed']}, "
@@ -426,6 +481,7 @@ async def run_load(
     warmup_s: float,
     ramp_s: float,
     one_session: bool,
+    browser: bool = True,
 ) -> tuple[Stats, float]:
     """Run the participants; returns the stats and the measured (post warm-up) seconds."""
     stats = Stats()
@@ -451,6 +507,7 @@ async def run_load(
                     start_at=start + ramp_s * i / participants,
                     stop_at=stop_at,
                     one_session=one_session,
+                    browser=browser,
                 )
             )
         )
@@ -477,6 +534,12 @@ def main(
     one_session: Annotated[
         bool, typer.Option(help="Each participant runs one session, then stops.")
     ] = False,
+    api_only: Annotated[
+        bool,
+        typer.Option(
+            help="Only the API calls: no participant pages after form posts, no heartbeats."
+        ),
+    ] = False,
     verify_dsn: Annotated[
         str | None, typer.Option(help="Postgres DSN to verify stored answers against.")
     ] = None,
@@ -491,7 +554,18 @@ def main(
     except ImportError:
         pass
     stats, measured = asyncio.run(
-        run_load(url, link, participants, think_ms, trials, duration, warmup, ramp, one_session)
+        run_load(
+            url,
+            link,
+            participants,
+            think_ms,
+            trials,
+            duration,
+            warmup,
+            ramp,
+            one_session,
+            browser=not api_only,
+        )
     )
     summary = summarise(stats, measured)
     summary["config"] = {
@@ -502,6 +576,7 @@ def main(
         "trials": trials,
         "duration_s": duration,
         "warmup_s": warmup,
+        "browser_requests": not api_only,
     }
     if verify_dsn:
         summary["verify"] = verify(verify_dsn, stats)

@@ -27,7 +27,7 @@ import httpx
 import psutil
 import typer
 
-from bench.load.loadgen import ANSWER_BLOCK_END
+from bench.load.loadgen import ANSWER_BLOCK_END, START
 
 cli = typer.Typer(add_completion=False)
 PSYCHVIS = str(Path(sys.executable).parent / "psychvis")
@@ -169,6 +169,10 @@ def main(
         bool,
         typer.Option(help="each participant runs one session, then stops (a study's arrival)"),
     ] = False,
+    api_only: Annotated[
+        bool,
+        typer.Option(help="the generator sends only API calls (no pages after posts, heartbeats)"),
+    ] = False,
 ) -> None:
     """Run every configuration REPEATS times (interleaved) and summarise the medians."""
     out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +219,7 @@ def main(
                         "--out",
                         str(path),
                         *(["--one-session"] if one_session else []),
+                        *(["--api-only"] if api_only else []),
                     ],
                     capture_output=True,
                     text=True,
@@ -256,6 +261,9 @@ def main(
             "block_end_p99_ms_runs": [
                 r["endpoints"].get(ANSWER_BLOCK_END, {}).get("p99_ms") for r in results
             ],
+            "all_requests_p99_ms_runs": [r.get("all_requests_p99_ms") for r in results],
+            "start_p50_ms_runs": [r["endpoints"].get(START, {}).get("p50_ms") for r in results],
+            "start_p99_ms_runs": [r["endpoints"].get(START, {}).get("p99_ms") for r in results],
             "app_p50_ms": statistics.median(a["app_p50_ms"] for a in answer),
             "app_p99_ms": statistics.median(a["app_p99_ms"] for a in answer),
             "errors": sum(r["errors"] for r in results),

@@ -1,8 +1,9 @@
 """CPU per request of the whole participant flow, through the real ASGI app, one at a time.
 
 Drives the app in-process (no sockets, no HTTP parser, no client) with the generator's own
-sequence — landing, enrol, consent, instructions, `/next`, every answer, completion — one
-request at a time, and reports for each endpoint the app process's CPU (event loop and thread
+sequence — landing, enrol, consent, instructions, `/next`, every answer, completion, and the
+pages and heartbeat a browser adds (`--api-only`: without them) — one request at a time, and
+reports for each endpoint the app process's CPU (event loop and thread
 pool together, `time.process_time`) and the CPU of this database's Postgres backends (their
 run time from /proc/PID/schedstat). The sum per participant, divided by its answers, is
 the server-side CPU per answer of a whole session: what caps throughput on a machine whose
@@ -184,8 +185,20 @@ class Driver:
         return status, out_headers, b"".join(chunks)
 
 
-async def one_participant(driver: Driver, link: str, pid: str, rng: random.Random) -> int:
-    """The generator's sequence for one participant; returns the number of answers."""
+async def one_participant(
+    driver: Driver, link: str, pid: str, rng: random.Random, browser: bool = True
+) -> int:
+    """The generator's sequence for one participant; returns the number of answers.
+
+    With `browser`, as `bench.load.loadgen` by default: the participant page after each form
+    post and after completion, and one heartbeat to /events (zero think time: a session lasts
+    about one heartbeat interval).
+    """
+
+    async def page() -> None:
+        if browser:
+            await driver.request("page", "GET", f"/p/{token}")
+
     await driver.request("landing", "GET", f"/s/{link}", query={"PROLIFIC_PID": pid})
     _, headers, _ = await driver.request(
         "enrol",
@@ -195,13 +208,21 @@ async def one_participant(driver: Driver, link: str, pid: str, rng: random.Rando
         ok=(303,),
     )
     token = headers["location"].removeprefix("/p/")
+    await page()
     await driver.request(
         "consent", "POST", f"/p/{token}/consent", form={"decision": "agree"}, ok=(303,)
     )
+    await page()
     await driver.request("instructions", "POST", f"/p/{token}/instructions", ok=(303,))
+    await page()
     step = json.loads((await driver.request("next", "GET", f"/api/p/{token}/next"))[2])
     answers = 0
     while step["step"] == "trial":
+        if browser and answers == 20:
+            beat = {"kind": "heartbeat", "client_ms": 15000.0, "data": {"visible": True}}
+            await driver.request(
+                "events", "POST", f"/api/p/{token}/events", json_body={"events": [beat]}
+            )
         body = answer_body(step["trial"]["trial_index"], rng)
         ack = json.loads(
             (await driver.request("answer", "POST", f"/api/p/{token}/responses", json_body=body))[2]
@@ -211,6 +232,7 @@ async def one_participant(driver: Driver, link: str, pid: str, rng: random.Rando
         answers += 1
         step = ack["next"]
     await driver.request("complete", "POST", f"/api/p/{token}/complete")
+    await page()
     return answers
 
 
@@ -235,6 +257,7 @@ async def run(
     profile: str | None,
     sql: str | None,
     answer_lane: bool = True,
+    browser: bool = True,
 ) -> None:
     settings = Settings(
         database_url=database_url,
@@ -257,7 +280,7 @@ async def run(
     async with app.router.lifespan_context(app):
         # Warm-up: caches (designs, stimulus sets, templates), pools, prepared statements.
         for i in range(3):
-            await one_participant(driver, link, f"{run_id}-warm{i}", rng)
+            await one_participant(driver, link, f"{run_id}-warm{i}", rng, browser)
         driver.app_cpu.clear()
         driver.pg_cpu.clear()
         driver.profiler = cProfile.Profile()
@@ -266,7 +289,7 @@ async def run(
         answers = 0
         wall = time.perf_counter()
         for i in range(participants):
-            answers += await one_participant(driver, link, f"{run_id}-{i}", rng)
+            answers += await one_participant(driver, link, f"{run_id}-{i}", rng, browser)
         wall = time.perf_counter() - wall
     typer.echo(f"{participants} participants, {answers} answers in {wall:.1f} s (one at a time)")
     typer.echo(
@@ -309,9 +332,23 @@ def main(
         str | None, typer.Option(help="list the SQL of this endpoint's last request, timed")
     ] = None,
     answer_lane: Annotated[bool, typer.Option(help="the answer fast lane (app.fast_lane)")] = True,
+    api_only: Annotated[
+        bool, typer.Option(help="only the API calls: no pages after form posts, no heartbeat")
+    ] = False,
 ) -> None:
     """Whole participant flows through the ASGI app, one request at a time; CPU per endpoint."""
-    asyncio.run(run(database_url, stimuli_dir, link, participants, profile, sql, answer_lane))
+    asyncio.run(
+        run(
+            database_url,
+            stimuli_dir,
+            link,
+            participants,
+            profile,
+            sql,
+            answer_lane,
+            browser=not api_only,
+        )
+    )
 
 
 if __name__ == "__main__":
