@@ -30,9 +30,7 @@ from app.models import Experiment
 from app.schemas import ResponseSubmit, TimingRead
 from app.services.experiments import design_of
 from app.services.participants import LAST_SEEN_RESOLUTION_S
-from app.services.trials import submitted_values
-
-IMAGE_URL_PREFIX = "/img/"
+from app.services.trials import preload_urls, submitted_values, trial_json
 
 ANSWER_SQL = """
 WITH p AS (
@@ -131,10 +129,6 @@ def load_timing(session: Session, experiment_id: int) -> dict[str, Any]:
     return found
 
 
-def _url(name: str) -> str:
-    return IMAGE_URL_PREFIX + name
-
-
 def statement_params(
     token: str,
     submit: ResponseSubmit,
@@ -198,7 +192,7 @@ def ack_from_row(
             "n_trials": n_trials,
             "n_answered": n_answered,
             "trial": _trial(current, blocks, timing),
-            "preload": _preload(upcoming[1:]),
+            "preload": preload_urls(row["display"] for row in upcoming[1:]),
         }
     return FastAnswer(
         answer=stored,
@@ -264,41 +258,13 @@ def _run_autocommit(engine: Engine, params: dict[str, Any]) -> Any:
 
 def _trial(row: dict[str, Any], blocks: list[dict[str, Any]], timing: dict[str, Any]) -> Any:
     """The trial payload, as `app.services.trials.trial_payload` builds it from ORM rows."""
-    index = row["block_index"]
-    block = blocks[index]
-    display = row["display"]
-    return {
-        "trial_index": row["trial_index"],
-        "block": {
-            "block_index": index,
-            "kind": block["kind"],
-            "title": block["title"],
-            "n_trials": block["n_trials"],
-            "position": row["trial_index"] - sum(b["n_trials"] for b in blocks[:index]),
-            "block_feedback": block["block_feedback"],
-            "break_after": block["break_after"],
-        },
-        "grid_mode": row["grid_mode"],
-        "n_references": row["n_references"],
-        "references": {
-            "min": [_url(h) for h in display["min"]],
-            "max": [_url(h) for h in display["max"]],
-        },
-        "queries": {"upper": _url(display["upper"]), "lower": _url(display["lower"])},
-        "feedback": row["feedback"],
-        "timing": timing,
-    }
-
-
-def _preload(rows: list[dict[str, Any]]) -> list[str]:
-    """Images of the trials after the next one, as `app.services.trials.next_step` lists them."""
-    preload: list[str] = []
-    for row in rows:
-        d = row["display"]
-        if not d:
-            break
-        for name in (*d["max"], *d["min"], d["upper"], d["lower"]):
-            url = _url(name)
-            if url not in preload:
-                preload.append(url)
-    return preload
+    return trial_json(
+        trial_index=row["trial_index"],
+        block_index=row["block_index"],
+        grid_mode=row["grid_mode"],
+        n_references=row["n_references"],
+        display=row["display"],
+        feedback=row["feedback"],
+        blocks=blocks,
+        timing=timing,
+    )

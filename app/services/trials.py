@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -123,32 +124,66 @@ def _fill_repeated_if_needed(
 
 def trial_payload(participant: Participant, trial: ScheduledTrial) -> dict[str, Any]:
     """What the browser needs to show one trial; nothing in it reveals the correct query."""
-    design = design_of(participant.experiment)
-    blocks = participant.blocks
-    block = blocks[trial.block_index]
-    first_index = sum(b["n_trials"] for b in blocks[: trial.block_index])
-    display = trial.display
+    return trial_json(
+        trial_index=trial.trial_index,
+        block_index=trial.block_index,
+        grid_mode=trial.grid_mode,
+        n_references=trial.n_references,
+        display=trial.display,
+        feedback=trial.feedback,
+        blocks=participant.blocks,
+        timing=design_of(participant.experiment).timing.model_dump(),
+    )
+
+
+def trial_json(
+    *,
+    trial_index: int,
+    block_index: int,
+    grid_mode: str,
+    n_references: int,
+    display: dict[str, Any],
+    feedback: Any,
+    blocks: list[dict[str, Any]],
+    timing: dict[str, Any],
+) -> dict[str, Any]:
+    """The trial payload from a scheduled trial's values (`trial_payload` takes them from an ORM
+    row, `app.services.fast_answer` from its statement's row)."""
+    block = blocks[block_index]
+    first_index = sum(b["n_trials"] for b in blocks[:block_index])
     return {
-        "trial_index": trial.trial_index,
+        "trial_index": trial_index,
         "block": {
-            "block_index": trial.block_index,
+            "block_index": block_index,
             "kind": block["kind"],
             "title": block["title"],
             "n_trials": block["n_trials"],
-            "position": trial.trial_index - first_index,
+            "position": trial_index - first_index,
             "block_feedback": block["block_feedback"],
             "break_after": block["break_after"],
         },
-        "grid_mode": trial.grid_mode,
-        "n_references": trial.n_references,
+        "grid_mode": grid_mode,
+        "n_references": n_references,
         "references": {
             "min": [_url(h) for h in display["min"]],
             "max": [_url(h) for h in display["max"]],
         },
         "queries": {"upper": _url(display["upper"]), "lower": _url(display["lower"])},
-        "feedback": trial.feedback,
-        "timing": design.timing.model_dump(),
+        "feedback": feedback,
+        "timing": timing,
     }
+
+
+def preload_urls(displays: Iterable[dict[str, Any] | None]) -> list[str]:
+    """The image URLs of upcoming trials, in order, each once; up to the first trial whose
+    images are not chosen yet (they depend on answers still to come)."""
+    urls: dict[str, None] = {}
+    for d in displays:
+        if not d:
+            break
+        for name in (*d["max"], *d["min"], d["upper"], d["lower"]):
+            urls[_url(name)] = None
+    return list(urls)
 
 
 def next_step(
@@ -175,20 +210,11 @@ def next_step(
     current = rows[0]
     if current.trial_kind == "repeated" and current.stimulus_unit_id is None:
         _fill_repeated_if_needed(session, participant, current)
-    preload: list[str] = []
-    for row in rows[1:]:
-        if not row.display:
-            break
-        d = row.display
-        for name in (*d["max"], *d["min"], d["upper"], d["lower"]):
-            url = _url(name)
-            if url not in preload:
-                preload.append(url)
     return {
         **base,
         "step": "trial",
         "trial": trial_payload(participant, current),
-        "preload": preload,
+        "preload": preload_urls(row.display for row in rows[1:]),
     }
 
 
