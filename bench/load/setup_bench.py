@@ -73,8 +73,12 @@ block_feedback = true
 cli = typer.Typer(add_completion=False)
 
 
-def setup_bench(database_url: str, stimuli_dir: Path) -> dict[str, str]:
+def setup_bench(
+    database_url: str, stimuli_dir: Path, image_size: int | None = None
+) -> dict[str, str]:
     """Create (idempotently) the benchmark set, experiments and links.
+
+    `image_size`: pixels of the demo images (default: the demo set's; tests use small ones).
 
     Returns:
         encoding -> link code.
@@ -90,6 +94,7 @@ def setup_bench(database_url: str, stimuli_dir: Path) -> dict[str, str]:
                     n_main_units=N_TRIALS,
                     n_practice_units=2,
                     set_id=SET_ID,
+                    **({"size": image_size} if image_size is not None else {}),
                 )
                 import_stimulus_set(session, source, BlobStore(stimuli_dir / "blobs"))
                 session.commit()
