@@ -57,7 +57,16 @@ def bench_server(
         drop_database(postgres_server_url, url)
 
 
-def _run(base: str, link: str, participants: int, *, browser: bool) -> loadgen.Stats:
+@pytest.fixture(autouse=True)
+def fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat every 20 ms instead of 15 s, so that a short session sends some."""
+    monkeypatch.setattr(loadgen, "HEARTBEAT_S", 0.02)
+
+
+def _run(
+    base: str, link: str, participants: int, *, browser: bool
+) -> tuple[loadgen.Stats, dict[str, int]]:
+    """One session per participant, without errors; the stats and the requests per endpoint."""
     stats, _ = asyncio.run(
         loadgen.run_load(
             base,
@@ -72,20 +81,17 @@ def _run(base: str, link: str, participants: int, *, browser: bool) -> loadgen.S
             browser=browser,
         )
     )
-    return stats
+    summary = loadgen.summarise(stats, 1.0)
+    assert summary["errors"] == 0, summary["error_samples"]
+    assert summary["sessions_completed"] == participants
+    return stats, {name: e["count"] for name, e in summary["endpoints"].items()}
 
 
 def test_the_generator_sends_what_a_browser_sends_and_checks_every_answer(
-    bench_server: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+    bench_server: tuple[str, str, str],
 ) -> None:
     base, link, database_url = bench_server
-    # A heartbeat every 20 ms instead of 15 s, so that a short session sends some.
-    monkeypatch.setattr(loadgen, "HEARTBEAT_S", 0.02)
-    stats = _run(base, link, 2, browser=True)
-    summary = loadgen.summarise(stats, 1.0)
-    assert summary["errors"] == 0, summary["error_samples"]
-    assert summary["sessions_completed"] == 2
-    counts = {name: e["count"] for name, e in summary["endpoints"].items()}
+    stats, counts = _run(base, link, 2, browser=True)
     for name, per_session in BROWSER_REQUESTS_PER_SESSION.items():
         assert counts[name] == 2 * per_session, name
     assert counts["answer"] == 2 * TRIALS
@@ -96,15 +102,9 @@ def test_the_generator_sends_what_a_browser_sends_and_checks_every_answer(
     assert checked["lost"] == checked["duplicated"] == checked["unacked_rows"] == 0
 
 
-def test_api_only_leaves_out_the_pages_and_heartbeats(
-    bench_server: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_api_only_leaves_out_the_pages_and_heartbeats(bench_server: tuple[str, str, str]) -> None:
     base, link, database_url = bench_server
-    monkeypatch.setattr(loadgen, "HEARTBEAT_S", 0.02)
-    stats = _run(base, link, 1, browser=False)
-    summary = loadgen.summarise(stats, 1.0)
-    assert summary["errors"] == 0, summary["error_samples"]
-    counts = {name: e["count"] for name, e in summary["endpoints"].items()}
+    stats, counts = _run(base, link, 1, browser=False)
     assert counts["page"] == counts["events"] == 0
     assert counts["answer"] == TRIALS and counts["enrol"] == 1
     assert loadgen.verify(database_url, stats)["ok"]
@@ -114,7 +114,7 @@ def test_verify_reports_an_acknowledged_answer_that_is_not_stored(
     bench_server: tuple[str, str, str],
 ) -> None:
     base, link, database_url = bench_server
-    stats = _run(base, link, 1, browser=False)
+    stats, _ = _run(base, link, 1, browser=False)
     token, trial_index, _ = stats.acked[0]
     stats.acked[0] = (token, trial_index, "00000000-0000-4000-8000-000000000000")
     checked = loadgen.verify(database_url, stats)
