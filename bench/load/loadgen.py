@@ -6,7 +6,8 @@ Each virtual participant, in a closed loop until `--duration` is over: landing p
 backoff, as the browser does) → POST /complete, then starts again as a new participant.
 Like the browser it also loads the participant page after every form post (the 303's target:
 consent, instructions, task and done pages) and posts a heartbeat to /events every 15 s of a
-session (`static/trial.js`); `--api-only` leaves both out (the requests of session 4's figures).
+session (`static/trial.js`; sent between two trials, where the browser's timer sends it beside
+them); `--api-only` leaves both out (the requests of session 4's figures).
 It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
 `Server-Timing: app;dur` for the answer path, and with `--verify-dsn` checks in Postgres that
 every acknowledged answer is stored exactly once and no other row exists for its participants.
