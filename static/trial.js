@@ -44,6 +44,8 @@ function readConfig() {
     preloadAhead: Number.isFinite(cfg.preload_ahead) ? cfg.preload_ahead : 3,
     imageSizePx: Number.isInteger(size) && size > 0 && size <= 1024 ? size : 224,
     fullscreen: cfg.fullscreen === true,
+    // The step GET /next gave when the page was made (used unless queued answers were sent).
+    step: cfg.step && typeof cfg.step === "object" && typeof cfg.step.step === "string" ? cfg.step : null,
   };
 }
 
@@ -447,7 +449,7 @@ async function main() {
     return true;
   }
 
-  // Boot: answers of an earlier visit first, then ask the server where we are.
+  // Boot: answers of an earlier visit first, then where we are.
   ui.message({ title: "Loading…" });
   const flushed = await api.flushQueue();
   logEvent("page_load", {
@@ -456,7 +458,9 @@ async function main() {
     queued_rejected: flushed.rejected,
     storage_volatile: api.queue.volatile,
   });
-  let step = await api.next();
+  // The page came with the step the server gave when it made the page; answers sent just now
+  // may have moved it on, so then ask again.
+  let step = cfg.step && flushed.acked === 0 && flushed.rejected === 0 ? cfg.step : await api.next();
   let first = true;
   let completeTries = 0;
 

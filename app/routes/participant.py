@@ -206,7 +206,11 @@ async def participant_page(
         participant = participant_by_token(session, token)
         return _participant_page(request, session, templates, settings, participant)
 
-    return await in_one_hop(session, page)
+    response = await in_one_hop(session, page)
+    # What this URL shows changes with every step: a copy from the history or a cache would
+    # show a consent already given or a trial already answered.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _participant_page(
@@ -238,7 +242,8 @@ def _participant_page(
         step = trial_service.next_step(session, participant, n_answered=0)
         context["example"] = step["trial"]
         return templates.TemplateResponse(request, "participant/instructions.html", context)
-    if participant_service.done_count(session, participant.id) >= participant.n_trials:
+    n_done = participant_service.done_count(session, participant.id)
+    if n_done >= participant.n_trials:
         pending = participant_service.pending_page(session, participant)
         if pending == "rating":
             rating = participant_service.pending_rating(session, participant, "end")
@@ -253,6 +258,11 @@ def _participant_page(
         "page": f"/p/{participant.token}",
         "n_trials": participant.n_trials,
         "preload_ahead": settings.preload_ahead,
+        # The step GET /next gives now: the script starts with it unless it first had queued
+        # answers to send (one request less for every start and reload).
+        "step": trial_service.next_step(
+            session, participant, n_answered=n_done, ahead=settings.preload_ahead
+        ),
     }
     return templates.TemplateResponse(request, "participant/task.html", context)
 

@@ -5,7 +5,8 @@ Each virtual participant, in a closed loop until `--duration` is over: landing p
 (client-generated `response_uuid`, retried with the SAME uuid on network errors and 5xx, with
 backoff, as the browser does) → POST /complete, then starts again as a new participant.
 Like the browser it also loads the participant page after every form post (the 303's target:
-consent, instructions, task and done pages) and posts a heartbeat to /events every 15 s of a
+consent, instructions, task and done pages; the task page carries the first step, so then no
+GET /next) and posts a heartbeat to /events every 15 s of a
 session (`static/trial.js`; sent between two trials, where the browser's timer sends it beside
 them); `--api-only` leaves both out (the requests of session 4's figures).
 It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
@@ -30,6 +31,7 @@ import json
 import logging
 import math
 import random
+import re
 import ssl
 import statistics
 import sys
@@ -56,7 +58,8 @@ HEARTBEAT_S = 15.0
 ANSWER_WITHIN_BLOCK = "answer, within block"
 ANSWER_BLOCK_END = "answer, block end"
 START = "start: landing to trial"
-"""A participant's whole start, from requesting the landing page to the first trial's /next."""
+"""A participant's whole start, from requesting the landing page to having the first trial
+(the task page, which carries it, or /next)."""
 DERIVED = (ANSWER_WITHIN_BLOCK, ANSWER_BLOCK_END, START)
 """Reported endpoints that are not requests of their own (left out of `all_requests_*`)."""
 ENDPOINTS = (
@@ -267,9 +270,8 @@ async def run_session(
     page after each form post and the task page's heartbeats.
     """
 
-    async def page() -> None:
-        if browser:
-            await call(client, stats, "page", "GET", f"/p/{token}")
+    async def page() -> Reply | None:
+        return await call(client, stats, "page", "GET", f"/p/{token}") if browser else None
 
     started_at = time.perf_counter()
     await call(client, stats, "landing", "GET", f"/s/{link}", params={"PROLIFIC_PID": pid})
@@ -296,10 +298,13 @@ async def run_session(
     )
     await page()  # instructions
     await call(client, stats, "instructions", "POST", f"/p/{token}/instructions", ok_status=(303,))
-    await page()  # the task
+    task = await page()
     task_loaded = time.monotonic()
     next_beat = task_loaded + HEARTBEAT_S
-    step = (await call(client, stats, "next", "GET", f"/api/p/{token}/next")).json()
+    # The task page carries the first step (static/trial.js uses it); the API asks /next.
+    step = task_step(task.text) if task is not None else None
+    if step is None:
+        step = (await call(client, stats, "next", "GET", f"/api/p/{token}/next")).json()
     if stats.measuring:
         stats.latency_ms[START].append((time.perf_counter() - started_at) * 1000)
     answered = 0
@@ -338,6 +343,15 @@ async def run_session(
     await call(client, stats, "complete", "POST", f"/api/p/{token}/complete")
     await page()  # done: the completion code
     stats.sessions_completed += 1
+
+
+TRIAL_CONFIG = re.compile(r'<script type="application/json" id="trial-config">(.*?)</script>', re.S)
+
+
+def task_step(page: str) -> Any:
+    """The step in a task page's #trial-config (None: not the task page, or no step)."""
+    found = TRIAL_CONFIG.search(page)
+    return json.loads(found.group(1)).get("step") if found is not None else None
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -38,7 +38,7 @@ from sqlalchemy import event
 
 from app.config import Settings
 from app.main import create_app
-from bench.load.loadgen import answer_body
+from bench.load.loadgen import answer_body, task_step
 from bench.load.matrix import cpu_seconds
 
 cli = typer.Typer(add_completion=False)
@@ -195,9 +195,8 @@ async def one_participant(
     about one heartbeat interval).
     """
 
-    async def page() -> None:
-        if browser:
-            await driver.request("page", "GET", f"/p/{token}")
+    async def page() -> bytes | None:
+        return (await driver.request("page", "GET", f"/p/{token}"))[2] if browser else None
 
     await driver.request("landing", "GET", f"/s/{link}", query={"PROLIFIC_PID": pid})
     _, headers, _ = await driver.request(
@@ -214,8 +213,10 @@ async def one_participant(
     )
     await page()
     await driver.request("instructions", "POST", f"/p/{token}/instructions", ok=(303,))
-    await page()
-    step = json.loads((await driver.request("next", "GET", f"/api/p/{token}/next"))[2])
+    task = await page()
+    step = task_step(task.decode()) if task is not None else None
+    if step is None:
+        step = json.loads((await driver.request("next", "GET", f"/api/p/{token}/next"))[2])
     answers = 0
     while step["step"] == "trial":
         if browser and answers == 20:

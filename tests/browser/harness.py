@@ -320,7 +320,7 @@ _AGENT_JS = r"""
     }, true);
     const cont = document.querySelector("[data-continue]");
     let contArmed = false;
-    new MutationObserver(() => {
+    const checkContinue = () => {
       const ready = !cont.hidden && !cont.disabled && cont.textContent === "Continue";
       if (!ready) { contArmed = false; return; }
       if (contArmed || !CFG.auto_continue) return;
@@ -330,7 +330,11 @@ _AGENT_JS = r"""
         state.continues.push({ shown, clicked: performance.now(), load: load_index });
         cont.click();
       }, 0);
-    }).observe(cont, { attributes: true, childList: true, attributeFilter: ["hidden", "disabled"] });
+    };
+    new MutationObserver(checkContinue).observe(cont, { attributes: true, childList: true, attributeFilter: ["hidden", "disabled"] });
+    // The page may have shown its first Continue before DOMContentLoaded (its first step comes
+    // with the page, so nothing waits for the network).
+    checkContinue();
     const screen = document.querySelector('[data-screen="trial"]');
     new MutationObserver(() => {
       if (screen.dataset.blank === "true") state.blanks.push(performance.now());

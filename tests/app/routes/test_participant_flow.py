@@ -3,6 +3,7 @@ and out-of-order answers, completion; then the rows in the database."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -48,7 +49,8 @@ def enrol(client: TestClient, link: str, params: dict[str, str]) -> str:
     return location.removeprefix("/p/")
 
 
-def start_task(client: TestClient, token: str) -> None:
+def start_task(client: TestClient, token: str) -> dict[str, Any]:
+    """Consent and instructions; returns the task page's #trial-config."""
     assert "I agree" in client.get(f"/p/{token}").text
     assert (
         client.post(
@@ -58,8 +60,16 @@ def start_task(client: TestClient, token: str) -> None:
     )
     assert "How the task works" in client.get(f"/p/{token}").text
     assert client.post(f"/p/{token}/instructions", follow_redirects=False).status_code == 303
-    page = client.get(f"/p/{token}").text
-    assert 'id="trial-config"' in page
+    page = client.get(f"/p/{token}")
+    assert page.headers["cache-control"] == "no-store"
+    return task_config(page.text)
+
+
+def task_config(page: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="trial-config">(.*?)</script>', page)
+    assert found is not None, "not the task page"
+    config: dict[str, Any] = json.loads(found.group(1))
+    return config
 
 
 def test_landing_page_enrols_nobody(
@@ -95,10 +105,12 @@ def test_scripted_participant_runs_the_whole_session(
     # Answering before consent and instructions is refused and stores nothing.
     early = client.post(f"/api/p/{token}/responses", json=answer(0))
     assert early.status_code == 409
-    start_task(client, token)
+    config = start_task(client, token)
 
     first = client.get(f"/api/p/{token}/next").json()
     assert first["step"] == "trial" and first["trial"]["trial_index"] == 0
+    # The task page carries the same step, so the script need not ask for it.
+    assert config["step"] == first
     n_trials = first["n_trials"]
     assert n_trials >= 5
     trial = first["trial"]
@@ -114,6 +126,7 @@ def test_scripted_participant_runs_the_whole_session(
             # Reload mid-way: the server resumes at the first unanswered trial.
             again = client.get(f"/api/p/{token}/next").json()
             assert again["trial"]["trial_index"] == 3
+            assert task_config(client.get(f"/p/{token}").text)["step"] == again
             # Re-enrolling with the same Prolific id resumes the same participant.
             assert enrol(client, launched.link_code, PROLIFIC) == token
         body = answer(index, response="upper" if index % 2 else "lower", confidence=1 + index % 3)
