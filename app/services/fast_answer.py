@@ -192,7 +192,7 @@ def ack_from_row(
             "n_trials": n_trials,
             "n_answered": n_answered,
             "trial": _trial(current, blocks, timing),
-            "preload": preload_urls(row["display"] for row in upcoming[1:]),
+            "preload": preload_urls(trial["display"] for trial in upcoming[1:]),
         }
     return FastAnswer(
         answer=stored,

@@ -348,7 +348,7 @@ def finish_block(
         return None
     # One query for the block's score and the exclusion checks below.
     answered = answered_rows(session, participant)
-    n_correct = sum(1 for _, block, _, ok in answered.rows if block == block_index and ok)
+    n_correct = sum(1 for _, index, _, ok in answered.rows if index == block_index and ok)
     skip: list[int] = []
     if block.get("repeat_until_correct"):
         schedule = Schedule(
