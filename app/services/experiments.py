@@ -59,15 +59,19 @@ _TRIAL_COUNT_CACHE: OrderedDict[tuple[int, str, str], int] = OrderedDict()
 
 
 def trials_per_participant(experiment: Experiment) -> int:
-    """Trials in the first participant's schedule: the landing page's time estimate (cached;
+    """Trials in the first participant's schedule (the longest arm's, for designs with
+    between-subject arms): the landing page's time estimate (cached;
     generating a schedule costs ~0.6 ms, and the landing page is shown to every visitor)."""
     key = _cache_key(experiment)
     found = _TRIAL_COUNT_CACHE.get(key)
     if found is None:
-        schedule = designs.generate_schedule(
-            design_of(experiment), catalog_of(experiment.stimulus_set), 1
+        design = design_of(experiment)
+        catalog = catalog_of(experiment.stimulus_set)
+        # Between-subject arms may differ in length: the estimate is the longest arm's.
+        found = max(
+            len(designs.generate_schedule(design, catalog, 1, arm=arm).trials)
+            for arm in (design.arms or (None,))
         )
-        found = len(schedule.trials)
         _TRIAL_COUNT_CACHE[key] = found
         while len(_TRIAL_COUNT_CACHE) > 256:
             _TRIAL_COUNT_CACHE.popitem(last=False)

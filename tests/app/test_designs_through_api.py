@@ -61,6 +61,10 @@ def test_enrolled_schedules_match_the_design(
             select(StimulusUnit).where(StimulusUnit.stimulus_set_id == stimulus_set.id)
         )
     }
+    # The landing page (with its time estimate) answers for every preset, arms included.
+    landing = client.get(f"/s/{launched.link_code}?PROLIFIC_PID=pid-{preset}-0")
+    assert landing.status_code == 200, landing.text
+    assert f'action="/s/{launched.link_code}/start"' in landing.text
     first_conditions = []
     for n in range(1, 9):
         token = _enrol(client, launched.link_code, f"pid-{preset}-{n}")
