@@ -1,4 +1,5 @@
-// Answer input: clicks/taps on the six response buttons and keyboard shortcuts, with start/stop.
+// Answer input: presses on the six response buttons (mouse, pen, touch) and keyboard shortcuts,
+// with start/stop.
 //
 // Buttons carry data-response="upper|lower" and data-confidence="1|2|3". Keys are matched on
 // KeyboardEvent.code (the physical key), so the layout is the same on QWERTY, QWERTZ and AZERTY
@@ -59,19 +60,43 @@ export function inputKindForPointer(pointerType) {
   return pointerType === "touch" || pointerType === "pen" ? "touch" : "mouse";
 }
 
+/** The response button an event is on, or null (disabled or malformed buttons give null). */
+function answerButton(e) {
+  const btn = e.target && e.target.closest ? e.target.closest("[data-response][data-confidence]") : null;
+  if (!btn || btn.disabled) return null;
+  const response = btn.dataset.response;
+  const confidence = Number(btn.dataset.confidence);
+  if ((response !== "upper" && response !== "lower") || ![1, 2, 3].includes(confidence)) return null;
+  return { response, confidence };
+}
+
+/** An event's own time stamp (performance.now() timeline), or `fallback()` when it has none. */
+function eventTime(e, fallback) {
+  const t = e && e.timeStamp;
+  return typeof t === "number" && Number.isFinite(t) && t > 0 ? t : fallback();
+}
+
 /**
  * Listen for one answer at a time.
+ *
+ * The answer is taken when the response begins, for every input: at `pointerdown` (the
+ * primary button of a mouse, a pen or a finger on a response button) and at `keydown` (no
+ * repeats). Its time is the event's own `timeStamp`, the moment the browser received the
+ * input, so that RT = at_ms - onset measures the same thing for mouse and keyboard and does not
+ * include how long a button is held or how late the handler ran. The release and the `click`
+ * that follows are ignored, except a click with detail 0 (Enter or Space on a focused button,
+ * which has no pointerdown).
  * @param {object} o
  * @param {EventTarget} o.root element containing the response buttons.
  * @param {EventTarget} o.keyTarget where keydown is heard (document).
  * @param {{upper: string[], lower: string[]}} [o.keys]
  * @param {(a: {response: string, confidence: number, input: string, at_ms: number}) => void} o.onAnswer
  *   called once per start(); input stops itself before calling it.
- * @param {() => number} [o.now] performance.now.
+ * @param {() => number} [o.now] performance.now, for events without a time stamp.
  */
 export function createInput({ root, keyTarget, keys = DEFAULT_KEYS, onAnswer, now = () => globalThis.performance.now() }) {
   let offs = [];
-  let lastPointer = "mouse";
+  let notBefore = -Infinity;
 
   const on = (target, type, fn, opts) => {
     target.addEventListener(type, fn, opts);
@@ -83,28 +108,28 @@ export function createInput({ root, keyTarget, keys = DEFAULT_KEYS, onAnswer, no
     offs = [];
   }
 
-  function answer(response, confidence, input) {
-    const at_ms = now(); // before anything else: RT is measured here
+  function answer(response, confidence, input, at_ms) {
+    if (at_ms < notBefore) return; // pressed before the buttons opened, delivered after
     stop();
     onAnswer({ response, confidence, input, at_ms });
   }
 
   function onPointerDown(e) {
-    lastPointer = inputKindForPointer(e.pointerType);
+    if (e.button !== undefined && e.button !== 0) return; // primary button (or a touch) only
+    if (e.isPrimary === false) return; // a second finger
+    const a = answerButton(e);
+    if (!a) return;
+    const at_ms = eventTime(e, now);
+    // The pointer stays captured by the button otherwise; nothing else should react to it.
+    if (typeof e.preventDefault === "function") e.preventDefault();
+    answer(a.response, a.confidence, inputKindForPointer(e.pointerType), at_ms);
   }
 
   function onClick(e) {
-    const btn = e.target && e.target.closest ? e.target.closest("[data-response][data-confidence]") : null;
-    if (!btn || btn.disabled) return;
-    const response = btn.dataset.response;
-    const confidence = Number(btn.dataset.confidence);
-    if ((response !== "upper" && response !== "lower") || ![1, 2, 3].includes(confidence)) return;
-    // detail === 0: a click synthesised from Enter/Space on a focused button. Chrome's click is
-    // a PointerEvent that names its pointer; elsewhere use the last pointerdown.
-    let input = lastPointer;
-    if (e.detail === 0) input = "keyboard";
-    else if (e.pointerType) input = inputKindForPointer(e.pointerType);
-    answer(response, confidence, input);
+    if (e.detail !== 0) return; // a pointer's click: answered at its pointerdown already
+    const a = answerButton(e);
+    if (!a) return;
+    answer(a.response, a.confidence, "keyboard", eventTime(e, now));
   }
 
   function onKeyDown(e) {
@@ -113,14 +138,19 @@ export function createInput({ root, keyTarget, keys = DEFAULT_KEYS, onAnswer, no
     const a = answerForKey(e, keys);
     if (!a) return;
     if (typeof e.preventDefault === "function") e.preventDefault();
-    answer(a.response, a.confidence, "keyboard");
+    answer(a.response, a.confidence, "keyboard", eventTime(e, now));
   }
 
   return {
-    /** Start listening (after the response lock). Calling start twice is harmless. */
-    start() {
+    /**
+     * Start listening (after the response lock). Calling start twice is harmless.
+     * @param {number} [since] inputs stamped before this time (performance.now() timeline)
+     *   are ignored: a press queued while the buttons were locked is not an answer.
+     */
+    start(since = -Infinity) {
       stop();
-      on(root, "pointerdown", onPointerDown, { capture: true });
+      notBefore = since;
+      on(root, "pointerdown", onPointerDown);
       on(root, "click", onClick);
       on(keyTarget, "keydown", onKeyDown);
     },

@@ -280,9 +280,10 @@ def responses(settings: Settings, token: str) -> list[TrialResponse]:
 #
 # Answer: for answer i the agent sets a timeout for onset + delays_ms[i] - spin_ms, spins until
 # onset + delays_ms[i] (a timer may fire late on a busy machine), stamps performance.now() (t_fire) and synchronously
-# dispatches a keydown on document ("key") or a click on a response button ("click"); the page's
-# handler runs inside that dispatch. "external" only records onset: the test then sends a real
-# (trusted) key press through CDP, and a capture listener records the event's timeStamp.
+# dispatches a keydown on document ("key") or a pointerdown on a response button ("click"); the
+# page's handler runs inside that dispatch. "external" only records onset: the test then sends a
+# real (trusted) key or mouse press through CDP, and capture listeners record the events'
+# timeStamps (keydown, pointerdown, pointerup).
 # Continue buttons are clicked as soon as they are shown (auto_continue). For diagnostics it
 # also records when the trial screen was blanked, when images were inserted (and which), and
 # every Resource Timing entry (bytes, times). The record lives in window.__psychvisAgent and is
@@ -297,8 +298,9 @@ _AGENT_JS = r"""
     const stage = document.querySelector("[data-stage]");
     if (!stage) return;
     const state = load() || {
-      answers: [], acks: [], keys: [], continues: [], loads: [], blanks: [], inserts: [], resources: [],
+      answers: [], acks: [], keys: [], pointers: [], continues: [], loads: [], blanks: [], inserts: [], resources: [],
     };
+    state.pointers = state.pointers || [];
     window.__psychvisAgent = state;
     const load_index = state.loads.length;
     const nav = performance.getEntriesByType("navigation")[0];
@@ -318,6 +320,11 @@ _AGENT_JS = r"""
     window.addEventListener("keydown", (e) => {
       state.keys.push({ code: e.code, time_stamp: e.timeStamp, now: performance.now(), trusted: e.isTrusted });
     }, true);
+    for (const type of ["pointerdown", "pointerup"]) {
+      window.addEventListener(type, (e) => {
+        state.pointers.push({ type, time_stamp: e.timeStamp, now: performance.now(), trusted: e.isTrusted });
+      }, true);
+    }
     const cont = document.querySelector("[data-continue]");
     let contArmed = false;
     const checkContinue = () => {
@@ -370,7 +377,7 @@ _AGENT_JS = r"""
           document.dispatchEvent(new KeyboardEvent("keydown", { code: "Digit1", key: "1", bubbles: true, cancelable: true }));
         } else {
           const b = document.querySelector('[data-response="lower"][data-confidence="2"]');
-          b.dispatchEvent(new PointerEvent("click", { bubbles: true, cancelable: true, detail: 1, pointerType: "mouse" }));
+          b.dispatchEvent(new PointerEvent("pointerdown", { bubbles: true, cancelable: true, button: 0, isPrimary: true, pointerType: "mouse" }));
         }
         rec.t_after = performance.now();
         state.answers.push(rec);

@@ -21,9 +21,22 @@ class FakeButton extends EventTarget {
   }
 }
 
-function clickEvent(detail, pointerType) {
+function clickEvent(detail, pointerType, timeStamp) {
   const e = new Event("click");
   Object.assign(e, { detail, pointerType });
+  if (timeStamp !== undefined) Object.defineProperty(e, "timeStamp", { value: timeStamp });
+  return e;
+}
+
+function pointerDown(pointerType, timeStamp, extra = {}) {
+  const e = new Event("pointerdown", { cancelable: true });
+  Object.assign(e, { pointerType, button: 0, isPrimary: true, ...extra });
+  Object.defineProperty(e, "timeStamp", { value: timeStamp });
+  return e;
+}
+
+function withStamp(e, timeStamp) {
+  Object.defineProperty(e, "timeStamp", { value: timeStamp });
   return e;
 }
 
@@ -57,53 +70,72 @@ test("configured keys are used when valid and replaced by defaults when not", ()
   assert.equal(normaliseKeys({ upper: ["<b>", "KeyS", "KeyD"], lower: ["KeyZ", "KeyX", "KeyC"] }), DEFAULT_KEYS);
 });
 
-test("input answers once per start, with the time of the answer", () => {
+test("input answers once per start, at the event's own time stamp", () => {
   const root = new FakeButton("upper", 2);
   const doc = new EventTarget();
   const answers = [];
-  let t = 1000;
-  const input = createInput({ root, keyTarget: doc, onAnswer: (a) => answers.push(a), now: () => (t += 1) });
-  doc.dispatchEvent(keyEvent("Digit1"));
+  const input = createInput({ root, keyTarget: doc, onAnswer: (a) => answers.push(a), now: () => 99999 });
+  doc.dispatchEvent(withStamp(keyEvent("Digit1"), 500));
   assert.equal(answers.length, 0, "nothing before start()");
   input.start();
   assert.equal(input.active, true);
-  doc.dispatchEvent(keyEvent("KeyW"));
-  doc.dispatchEvent(keyEvent("KeyE"));
-  root.dispatchEvent(clickEvent(1, "mouse"));
-  assert.deepEqual(answers, [{ response: "lower", confidence: 2, input: "keyboard", at_ms: 1001 }]);
+  doc.dispatchEvent(withStamp(keyEvent("KeyW"), 1001.25));
+  doc.dispatchEvent(withStamp(keyEvent("KeyE"), 1002));
+  root.dispatchEvent(pointerDown("mouse", 1003));
+  assert.deepEqual(answers, [{ response: "lower", confidence: 2, input: "keyboard", at_ms: 1001.25 }]);
   assert.equal(input.active, false);
 });
 
-test("clicks report mouse, touch, or keyboard (Enter/Space on a focused button)", () => {
-  const cases = [
-    [clickEvent(1, "mouse"), "mouse"],
-    [clickEvent(1, "touch"), "touch"],
-    [clickEvent(1, "pen"), "touch"],
-    [clickEvent(0, ""), "keyboard"],
-  ];
-  for (const [event, kind] of cases) {
+test("a press answers at pointerdown; its release and click change nothing", () => {
+  for (const [type, kind] of [["mouse", "mouse"], ["touch", "touch"], ["pen", "touch"]]) {
     const root = new FakeButton("upper", 3);
     const answers = [];
     const input = createInput({ root, keyTarget: new EventTarget(), onAnswer: (a) => answers.push(a) });
     input.start();
-    root.dispatchEvent(event);
-    assert.equal(answers.length, 1);
-    assert.equal(answers[0].input, kind);
-    assert.equal(answers[0].response, "upper");
-    assert.equal(answers[0].confidence, 3);
+    const down = pointerDown(type, 2000.5);
+    root.dispatchEvent(down);
+    assert.equal(down.defaultPrevented, true);
+    root.dispatchEvent(withStamp(new Event("pointerup"), 2090));
+    root.dispatchEvent(clickEvent(1, type, 2091));
+    assert.deepEqual(answers, [{ response: "upper", confidence: 3, input: kind, at_ms: 2000.5 }]);
   }
 });
 
-test("the pointer type of the last pointerdown is used when a click does not name it", () => {
+test("a pointer's click alone does not answer; Enter/Space on a focused button does", () => {
   const root = new FakeButton("lower", 1);
   const answers = [];
   const input = createInput({ root, keyTarget: new EventTarget(), onAnswer: (a) => answers.push(a) });
   input.start();
-  const down = new Event("pointerdown");
-  down.pointerType = "touch";
-  root.dispatchEvent(down);
-  root.dispatchEvent(clickEvent(1, undefined));
-  assert.equal(answers[0].input, "touch");
+  root.dispatchEvent(clickEvent(1, "mouse", 10));
+  assert.equal(answers.length, 0);
+  root.dispatchEvent(clickEvent(0, "", 12.5));
+  assert.deepEqual(answers, [{ response: "lower", confidence: 1, input: "keyboard", at_ms: 12.5 }]);
+});
+
+test("secondary buttons, second fingers and events without a time stamp", () => {
+  const root = new FakeButton("upper", 1);
+  const answers = [];
+  const input = createInput({ root, keyTarget: new EventTarget(), onAnswer: (a) => answers.push(a), now: () => 77 });
+  input.start();
+  root.dispatchEvent(pointerDown("mouse", 5, { button: 2 }));
+  root.dispatchEvent(pointerDown("touch", 6, { isPrimary: false }));
+  assert.equal(answers.length, 0);
+  root.dispatchEvent(pointerDown("mouse", 0));
+  assert.deepEqual(answers, [{ response: "upper", confidence: 1, input: "mouse", at_ms: 77 }]);
+});
+
+test("inputs stamped before start(since) are ignored", () => {
+  const root = new FakeButton("upper", 2);
+  const doc = new EventTarget();
+  const answers = [];
+  const input = createInput({ root, keyTarget: doc, onAnswer: (a) => answers.push(a) });
+  input.start(1000);
+  doc.dispatchEvent(withStamp(keyEvent("Digit1"), 999.5));
+  root.dispatchEvent(pointerDown("mouse", 990));
+  assert.equal(answers.length, 0);
+  assert.equal(input.active, true);
+  doc.dispatchEvent(withStamp(keyEvent("Digit3"), 1000));
+  assert.deepEqual(answers, [{ response: "upper", confidence: 3, input: "keyboard", at_ms: 1000 }]);
 });
 
 test("disabled buttons and stop() end answering", () => {
@@ -112,10 +144,10 @@ test("disabled buttons and stop() end answering", () => {
   const input = createInput({ root, keyTarget: new EventTarget(), onAnswer: (a) => answers.push(a) });
   input.start();
   root.disabled = true;
-  root.dispatchEvent(clickEvent(1, "mouse"));
+  root.dispatchEvent(pointerDown("mouse", 1));
   root.disabled = false;
   input.stop();
-  root.dispatchEvent(clickEvent(1, "mouse"));
+  root.dispatchEvent(pointerDown("mouse", 2));
   assert.equal(answers.length, 0);
 });
 
