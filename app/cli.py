@@ -249,6 +249,10 @@ def sessions_launch(
     no_consent_code: Annotated[
         str | None, typer.Option(help="Code for participants who declined consent.")
     ] = None,
+    screen_too_small_code: Annotated[
+        str | None,
+        typer.Option(help="Code for visitors whose screen cannot show the task (not enrolled)."),
+    ] = None,
     max_participants: Annotated[int | None, typer.Option(min=1)] = None,
     mturk_sandbox: Annotated[bool, typer.Option()] = False,
     label: str = "",
@@ -260,7 +264,11 @@ def sessions_launch(
     if platform not in ("prolific", "mturk", "lab"):
         _fail(f"unknown platform {platform!r} (prolific, mturk or lab)")
     outcomes: dict[str, dict[str, str | None]] = {}
-    for outcome, code in (("failed_checks", failed_checks_code), ("no_consent", no_consent_code)):
+    for outcome, code in (
+        ("failed_checks", failed_checks_code),
+        ("no_consent", no_consent_code),
+        ("screen_too_small", screen_too_small_code),
+    ):
         if code:
             url = PROLIFIC_COMPLETE_URL.format(code=code) if platform == "prolific" else None
             outcomes[outcome] = {"code": code, "url": url}

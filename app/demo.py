@@ -172,3 +172,33 @@ def write_demo_set(
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return root
+
+
+EXAMPLE_UNIT = 97
+"""The made-up unit of the instructions' example screen: no demo or study unit, so the example
+never shows an image that a participant is asked about."""
+
+
+def write_example_images(root: Path) -> list[Path]:
+    """Draw the instructions' example screen (static/example/): 9 + 9 references and 2 queries
+    of one made-up unit, lossy WebP. Rerun with `python -m app.demo static/example`."""
+    root.mkdir(parents=True, exist_ok=True)
+    unit = _Unit(EXAMPLE_UNIT, SIZE)
+    images = {
+        "max_query": unit.max_image(1.0),
+        "min_query": unit.min_image(1.0),
+        **{f"max_{i}": unit.max_image(0.9 - 0.05 * i) for i in range(N_REFS)},
+        **{f"min_{i}": unit.min_image(0.9 - 0.05 * i) for i in range(N_REFS)},
+    }
+    written = []
+    for name, array in images.items():
+        path = root / f"{name}.webp"
+        Image.fromarray(array).save(path, format="WEBP", quality=80, method=6)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_example_images(Path(sys.argv[1]))

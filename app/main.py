@@ -278,6 +278,11 @@ def create_app(settings: Settings) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        # Browsers ask for /favicon.ico where a page names no icon (JSON, images).
+        return RedirectResponse("/static/favicon.svg", status_code=301)
+
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def index(request: Request) -> Response:
         templates: Jinja2Templates = app.state.templates

@@ -167,6 +167,9 @@ class Participant(Base):
     completed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     user_agent: Mapped[str | None] = mapped_column(String(400))
+    screen_w_px: Mapped[int | None]
+    screen_h_px: Mapped[int | None]
+    """Screen size in CSS px as the landing page saw it at the start (None: not reported)."""
     rating_specs: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     """The schedule's intuitiveness ratings ({rating_index, position, unit_id})."""
     feedback_text: Mapped[str | None] = mapped_column(Text)
@@ -234,6 +237,8 @@ class TrialResponse(Base):
     viewport_w_px: Mapped[int | None]
     viewport_h_px: Mapped[int | None]
     device_pixel_ratio: Mapped[float | None] = mapped_column(Float)
+    display_scale: Mapped[float | None] = mapped_column(Float)
+    """Uniform scale of the trial screen's images at the answer (1 = native 224 px)."""
     focus_lost: Mapped[bool] = mapped_column(default=False)
     fullscreen_exited: Mapped[bool] = mapped_column(default=False)
     input_kind: Mapped[str | None] = mapped_column(String(16))

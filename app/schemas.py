@@ -34,6 +34,8 @@ class ResponseSubmit(_Strict):
     viewport_w_px: int | None = Field(default=None, ge=0, le=100_000)
     viewport_h_px: int | None = Field(default=None, ge=0, le=100_000)
     device_pixel_ratio: float | None = Field(default=None, gt=0, le=16, allow_inf_nan=False)
+    display_scale: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    """Uniform scale of the trial screen's images at the answer (1 = native size)."""
     focus_lost: bool = False
     fullscreen_exited: bool = False
     input: Literal["mouse", "keyboard", "touch"] | None = None
@@ -102,6 +104,8 @@ class BlockRead(BaseModel):
     position: int
     block_feedback: bool
     break_after: bool
+    after_practice: bool = False
+    """The first block after the practice blocks."""
 
 
 class TimingRead(BaseModel):

@@ -226,9 +226,19 @@ export function createStage(screen) {
   const buttons = [...screen.querySelectorAll("[data-response][data-confidence]")];
   let scale = 1;
 
+  const feedbackText = q("[data-feedback-text]");
+
   function clearMarks() {
     for (const el of [...buttons, queries.upper, queries.lower]) delete el.dataset.frame;
+    feedbackText.hidden = true;
+    feedbackText.textContent = "";
   }
+
+  // Hover styles of the answer buttons only after the pointer moved in this trial: a pointer
+  // resting where the last answer was given must not highlight a button of the next trial.
+  stage.addEventListener("pointermove", () => {
+    if (stage.dataset.phase === "open") stage.dataset.pointerMoved = "true";
+  });
 
   /** Scale the stage down (never up) to fit the wrapper; integer offsets keep pixels aligned. */
   function fit() {
@@ -248,15 +258,33 @@ export function createStage(screen) {
     return scale;
   }
 
+  /** Window size (CSS px) at which the stage shows at `minScale`: the stage's own size scaled,
+   * plus what the page around the stage takes (the trial screen must be laid out). */
+  function windowNeeded(minScale) {
+    const prev = stage.style.transform;
+    stage.style.transform = "";
+    const w = stage.offsetWidth;
+    const h = stage.offsetHeight;
+    stage.style.transform = prev;
+    const chromeW = Math.max(0, globalThis.innerWidth - wrap.clientWidth);
+    const chromeH = Math.max(0, globalThis.innerHeight - wrap.clientHeight);
+    return { w: Math.ceil(w * minScale + chromeW), h: Math.ceil(h * minScale + chromeH) };
+  }
+
   return {
     buttons,
+    windowNeeded,
+
+    /** Set the grid mode and reference count the stage lays out (before images arrive). */
+    layout(trial) {
+      const mode = ["min_max", "max_only", "none"].includes(trial.grid_mode) ? trial.grid_mode : "min_max";
+      stage.dataset.gridMode = mode;
+      stage.dataset.nReferences = String(trial.n_references ?? (trial.references?.max?.length || 0));
+    },
 
     /** Insert a prepared trial in one synchronous step and make it visible. */
     show(prepared) {
-      const t = prepared.trial;
-      const mode = ["min_max", "max_only", "none"].includes(t.grid_mode) ? t.grid_mode : "min_max";
-      stage.dataset.gridMode = mode;
-      stage.dataset.nReferences = String(t.n_references ?? (t.references?.max?.length || 0));
+      this.layout(prepared.trial);
       clearMarks();
       const bySlot = { min: [], max: [], upper: [], lower: [] };
       for (const im of prepared.images) bySlot[im.slot].push(im.el);
@@ -268,10 +296,14 @@ export function createStage(screen) {
       fit();
     },
 
-    /** Blank screen between trials (and while the next trial's images load). */
+    /** Blank screen between trials (and while the next trial's images load). Nothing of the
+     * last trial's button states stays: no focus, no hover until the pointer moves again. */
     blank() {
       screen.dataset.blank = "true";
       clearMarks();
+      delete stage.dataset.pointerMoved;
+      const active = globalThis.document?.activeElement;
+      if (active && screen.contains(active) && typeof active.blur === "function") active.blur();
     },
 
     /** Remove the images of the last trial (lets the browser free their decoded pixels). */
@@ -294,6 +326,13 @@ export function createStage(screen) {
     /** Green frame on the correct image (replaces a black one there). */
     markCorrect(response) {
       queries[response].dataset.frame = "correct";
+    },
+
+    /** IMI's feedback: "Correct!" (green) or "Incorrect!" (red) between the queries. */
+    showFeedbackText(correct) {
+      feedbackText.textContent = correct ? "Correct!" : "Incorrect!";
+      feedbackText.dataset.correct = String(Boolean(correct));
+      feedbackText.hidden = false;
     },
 
     clearMarks,

@@ -4,11 +4,14 @@
 // it never chooses the order, the index or the condition. One trial:
 //   blank (>= timing.blank_ms, and until every image of the trial is decoded)
 //   -> insert all images at once in the next rAF -> onset = the rAF after (timing.js)
-//   -> buttons locked for timing.response_lock_ms -> one answer (click, tap or key) -> finishResponse() cancels every
-//   timer/listener of the response phase -> answer stored in localStorage, then POSTed
-//   -> black frame on the chosen button and image -> after timing.choice_ms AND the server's
-//   acknowledgement, green frame on the correct image for timing.correct_ms -> blank.
-// With trial.feedback false there are no frames: the page goes to the blank once acknowledged.
+//   -> buttons locked for timing.response_lock_ms -> one answer (press of a button or key, timed
+//   at the input event, see input.js) -> stopResponse() cancels every timer/listener of the
+//   response phase -> answer stored in localStorage, then POSTed -> feedback -> blank.
+// Feedback (config.feedback_style, docs/protocol.md): "frames" (the paper's) puts a black frame
+// on the chosen button and image, then, after timing.choice_ms AND the server's
+// acknowledgement, a green frame on the correct image for timing.correct_ms; "text" (IMI's)
+// shows "Correct!" or "Incorrect!" for timing.correct_ms once acknowledged. With
+// trial.feedback false there is neither: the page goes to the blank once acknowledged.
 
 import { createApi, EventBuffer, HttpError, uuid4 } from "./api.js";
 import { Preloader, createStage, prepareTrial, trialUrls } from "./display.js";
@@ -44,6 +47,9 @@ function readConfig() {
     preloadAhead: Number.isFinite(cfg.preload_ahead) ? cfg.preload_ahead : 3,
     imageSizePx: Number.isInteger(size) && size > 0 && size <= 1024 ? size : 224,
     fullscreen: cfg.fullscreen === true,
+    feedbackStyle: cfg.feedback_style === "text" ? "text" : "frames",
+    // Smallest stage scale the design accepts; below it the page asks for a larger window.
+    minScale: typeof cfg.min_scale === "number" && cfg.min_scale > 0 && cfg.min_scale <= 1 ? cfg.min_scale : 0,
     // The step GET /next gave when the page was made (used unless queued answers were sent).
     step: cfg.step && typeof cfg.step === "object" && typeof cfg.step.step === "string" ? cfg.step : null,
   };
@@ -78,6 +84,7 @@ function createUi(root, smallWindow = () => false) {
   const scope = createTimers();
   let savingTimer = null;
   let current = "message";
+  let warnedSmall = false;
 
   function show(name) {
     current = name;
@@ -111,7 +118,8 @@ function createUi(root, smallWindow = () => false) {
      */
     message({ title: t, lines = [], button = null, fullscreen = false }) {
       scope.cancelAll();
-      if (button && smallWindow()) {
+      if (button && !warnedSmall && smallWindow()) {
+        warnedSmall = true; // once per page: the scale is recorded with every answer anyway
         lines = [...lines, "Your window is smaller than the task needs, so the images are shown reduced. A larger window or full screen (F11) shows them at their true size."];
       }
       title.textContent = t;
@@ -286,10 +294,19 @@ async function main() {
   window.setInterval(flushEvents, EVENT_FLUSH_MS);
 
   keyLabels(cfg.keys).then((labels) => {
-    const hint = trialScreen.querySelector("[data-key-hint]");
-    hint.textContent =
-      `Click a number, or press ${labels.upper.join(" ")} for the upper image and ` +
-      `${labels.lower.join(" ")} for the lower image. 1 = guess, 3 = sure.`;
+    const caps = (row) =>
+      row.flatMap((label, i) => {
+        const kbd = document.createElement("kbd");
+        kbd.textContent = label;
+        return i === 0 ? [kbd] : [" ", kbd];
+      });
+    trialScreen.querySelector("[data-key-hint]").replaceChildren(
+      "Click a number, or press ",
+      ...caps(labels.upper),
+      " for the upper image and ",
+      ...caps(labels.lower),
+      " for the lower image. 1 = guess, 3 = sure.",
+    );
   });
 
   /** Wait until every image of `trial` is decoded; retry forever while the network is down. */
@@ -312,13 +329,48 @@ async function main() {
   }
 
   /**
+   * Resolve when the window shows the stage at no less than the design's minimum scale; until
+   * then a message asks for a larger window (the trial screen must be laid out when called).
+   */
+  async function windowLargeEnough() {
+    if (!cfg.minScale) return;
+    const need = stage.windowNeeded(cfg.minScale);
+    const fits = () => window.innerWidth >= need.w && window.innerHeight >= need.h;
+    if (fits()) return;
+    logEvent("resize", { ...viewport(), need_w: need.w, need_h: need.h, cause: "too_small" });
+    ui.message({
+      title: "Please make the window larger",
+      lines: [
+        `The task needs a window of at least ${need.w} × ${need.h} pixels; yours is ${window.innerWidth} × ${window.innerHeight}.`,
+        "Make the browser window larger or full screen (F11), or zoom out (Ctrl and −, on a Mac ⌘ and −). The task goes on by itself when the window is large enough.",
+      ],
+    });
+    await new Promise((resolve) => {
+      const scope = createTimers();
+      const check = () => {
+        if (!fits()) return;
+        scope.cancelAll();
+        resolve();
+      };
+      scope.listen(window, "resize", check);
+      scope.timeout(function poll() {
+        check();
+        if (!fits()) scope.timeout(poll, 500);
+      }, 500);
+    });
+    ui.showTrial();
+  }
+
+  /**
    * Run one trial and its feedback.
    * @returns {Promise<{kind: "ack", ack: object} | {kind: "rejected", error: HttpError}>}
    */
   async function runTrial(trial) {
     const timing = trialTiming(trial);
     stage.blank();
+    stage.layout(trial);
     ui.showTrial();
+    await windowLargeEnough();
     const prepared = await loadTrial(trial);
     const sinceBlank = performance.now() - lastBlankAt;
     if (sinceBlank < timing.blank_ms) await new Promise((r) => setTimeout(r, timing.blank_ms - sinceBlank));
@@ -365,7 +417,9 @@ async function main() {
           const unlock = () => {
             stageEl.dataset.phase = "open";
             stage.setLocked(false);
-            input.start();
+            // Inputs stamped before the buttons opened are not answers (RT would be < 0 or
+            // inside the lock); the event's time stamp decides, not when it was handled.
+            input.start(onset + timing.response_lock_ms);
           };
           const wait = onset + timing.response_lock_ms - performance.now();
           if (timing.response_lock_ms > 0 && wait > 0) t.timeout(unlock, wait);
@@ -377,6 +431,7 @@ async function main() {
       finish();
       throw err;
     }
+    const answerScale = stage.scale;
 
     const fi = stats.summary();
     const body = {
@@ -392,6 +447,7 @@ async function main() {
       viewport_w_px: window.innerWidth,
       viewport_h_px: window.innerHeight,
       device_pixel_ratio: window.devicePixelRatio || 1,
+      display_scale: roundMs(answerScale * 1000) / 1000,
       focus_lost: Boolean(flags?.focusLost),
       fullscreen_exited: Boolean(flags?.fullscreenExited),
       input: answer.input,
@@ -402,7 +458,13 @@ async function main() {
     stageEl.dataset.phase = "feedback";
     let outcome;
     try {
-      if (trial.feedback !== false) {
+      if (trial.feedback !== false && cfg.feedbackStyle === "text") {
+        outcome = await outcomeP;
+        if (outcome.kind === "ack" && typeof outcome.ack?.correct === "boolean") {
+          stage.showFeedbackText(outcome.ack.correct);
+          await fb.delay(timing.correct_ms);
+        }
+      } else if (trial.feedback !== false) {
         stage.markChosen(answer.response, answer.confidence);
         // Hold the black frame for choice_ms, and longer if the acknowledgement is late:
         // the green frame needs the server's answer and must never come before it.
@@ -485,6 +547,7 @@ async function main() {
 
     if (trial.block?.position === 0) {
       const lines = ["Continue when ready."];
+      if (trial.block.after_practice) lines.unshift("Practice is over. The main part of the study starts now.");
       if (first) lines.unshift(`Answer with the buttons between the two centre images, or with the keys shown under them.`);
       await ui.message({ title: blockTitle(trial.block), lines, button: "Continue", fullscreen: cfg.fullscreen });
     } else if (first) {

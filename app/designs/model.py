@@ -226,6 +226,10 @@ class FeedbackKind(_Model):
 
 
 class FeedbackSpec(_Model):
+    style: Literal["frames", "text"] = "frames"
+    """How trial-wise feedback looks: `frames` (the paper: a black frame on the choice, then a
+    green frame on the correct query) or `text` (IMI: "Correct!" in green or "Incorrect!" in
+    red)."""
     practice: FeedbackKind = FeedbackKind(trial=True, block=True, break_after=False)
     main: FeedbackKind = FeedbackKind()
     repeated: FeedbackKind = FeedbackKind()
@@ -236,6 +240,13 @@ class TimingSpec(_Model):
     correct_ms: int = Field(default=1500, ge=0, le=10_000)
     blank_ms: int = Field(default=100, ge=0, le=10_000)
     response_lock_ms: int = Field(default=0, ge=0, le=60_000)
+
+
+class ScreenSpec(_Model):
+    min_scale: float = Field(default=0.75, gt=0, le=1)
+    """Smallest uniform scale of the trial screen's images (1 = native size) a participant's
+    window may need; smaller windows and screens are asked to enlarge or are turned away
+    before consent (docs/participant_view.md)."""
 
 
 class ImagesSpec(_Model):
@@ -313,6 +324,7 @@ class Design(_Model):
     ratings: RatingsSpec = RatingsSpec()
     feedback: FeedbackSpec = FeedbackSpec()
     timing: TimingSpec = TimingSpec()
+    screen: ScreenSpec = ScreenSpec()
     images: ImagesSpec = ImagesSpec()
     batches: BatchesSpec = BatchesSpec()
     exclusions: ExclusionSpec = ExclusionSpec()

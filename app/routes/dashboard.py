@@ -664,7 +664,7 @@ async def session_launch(
     if platform not in ("prolific", "mturk", "lab"):
         raise InvalidInput("platform must be prolific, mturk or lab")
     outcomes: dict[str, Any] = {}
-    for outcome in ("completed", "failed_checks", "no_consent"):
+    for outcome in ("completed", "failed_checks", "no_consent", "screen_too_small"):
         code, url = text(f"{outcome}_code", 64), text(f"{outcome}_url")
         if url and not url.startswith("https://"):
             raise InvalidInput(f"the {outcome} URL must start with https://")

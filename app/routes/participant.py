@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
+from app.designs.screen import window_needed_px
 from app.errors import Conflict, InvalidInput
 from app.models import Participant
 from app.routes.deps import (
@@ -39,6 +40,7 @@ from app.services import participants as participant_service
 from app.services import trials as trial_service
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
 from app.services.fast_answer import StoredAnswer, answer_in_one_statement
+from app.services.instructions import instruction_facts
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,6 +132,8 @@ async def landing(
             "participant/landing.html",
             {
                 "design_minutes": max(2, round(n_trials * SECONDS_PER_TRIAL / 60)),
+                "window_needed": window_needed_px(design),
+                "window_native": window_needed_px(design, 1.0),
                 "launched": launched,
                 "params": params,
                 "preview": participant_service.is_mturk_preview(params),
@@ -154,6 +158,8 @@ async def start(
     assignmentId: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
     hitId: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
     turkSubmitTo: Annotated[str | None, Form(max_length=256)] = None,  # noqa: N803
+    screen_w_px: Annotated[int | None, Form(ge=0, le=100_000)] = None,
+    screen_h_px: Annotated[int | None, Form(ge=0, le=100_000)] = None,
 ) -> Response:
     """The start button: enrol (or resume the same platform id), then go to the participant page."""
     params = {
@@ -179,6 +185,9 @@ async def start(
                 params,
                 user_agent=request.headers.get("user-agent"),
                 inactive_after_s=settings.inactivity_timeout_s,
+                screen_px=(screen_w_px, screen_h_px)
+                if screen_w_px is not None and screen_h_px is not None
+                else None,
             )
             session.commit()
         except Conflict:
@@ -190,6 +199,41 @@ async def start(
 
     token = await in_one_hop(session, enrol)
     return RedirectResponse(f"/p/{token}", status_code=303)
+
+
+@pages.post("/s/{link_code}/screen-too-small", response_class=HTMLResponse)
+async def screen_too_small(
+    request: Request,
+    link_code: str,
+    session: SessionDep,
+    templates: TemplatesDep,
+    screen_w_px: Annotated[int | None, Form(ge=0, le=100_000)] = None,
+    screen_h_px: Annotated[int | None, Form(ge=0, le=100_000)] = None,
+) -> Response:
+    """The screen check failed: nobody is enrolled; show the way back to the platform."""
+
+    def page() -> Response:
+        launched = get_session_by_link(session, link_code[:64])
+        design = design_of(launched.experiment)
+        logger.info(
+            "screen too small",
+            extra={
+                "experiment": launched.experiment.slug,
+                "screen_w_px": screen_w_px,
+                "screen_h_px": screen_h_px,
+            },
+        )
+        return templates.TemplateResponse(
+            request,
+            "participant/screen_too_small.html",
+            {
+                "launched": launched,
+                "window_needed": window_needed_px(design),
+                "completion": participant_service.screen_too_small_info(launched),
+            },
+        )
+
+    return await in_one_hop(session, page)
 
 
 @pages.get("/p/{token}", response_class=HTMLResponse)
@@ -239,8 +283,7 @@ def _participant_page(
         rating = participant_service.pending_rating(session, participant, "start")
         if rating is not None:
             return _rating_page(request, session, templates, participant, rating, context)
-        step = trial_service.next_step(session, participant, n_answered=0)
-        context["example"] = step["trial"]
+        context["facts"] = instruction_facts(session, participant, design)
         return templates.TemplateResponse(request, "participant/instructions.html", context)
     n_done = participant_service.done_count(session, participant.id)
     if n_done >= participant.n_trials:
@@ -258,6 +301,8 @@ def _participant_page(
         "page": f"/p/{participant.token}",
         "n_trials": participant.n_trials,
         "preload_ahead": settings.preload_ahead,
+        "feedback_style": design.feedback.style,
+        "min_scale": design.screen.min_scale,
         # The step GET /next gives now: the script starts with it unless it first had queued
         # answers to send (one request less for every start and reload).
         "step": trial_service.next_step(

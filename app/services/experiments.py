@@ -138,6 +138,8 @@ def default_outcomes(platform: Platform, completion_code: str | None) -> dict[st
         "completed": {"code": code, "url": url},
         "failed_checks": {"code": code, "url": url},
         "no_consent": {"code": None, "url": None},
+        # The screen check before consent failed: nobody was enrolled (a return, unpaid).
+        "screen_too_small": {"code": None, "url": None},
     }
 
 
@@ -156,7 +158,8 @@ def launch_session(
     """Open a participant link for an experiment on a platform.
 
     Args:
-        outcomes: per outcome (`completed`, `failed_checks`, `no_consent`) a dict with `code` and
+        outcomes: per outcome (`completed`, `failed_checks`, `no_consent`, `screen_too_small`)
+            a dict with `code` and
             `url`; missing ones default from `completion_code` (Prolific's completion URL).
     """
     if platform not in ("prolific", "mturk", "lab"):

@@ -50,15 +50,15 @@ WITH p AS (
     INSERT INTO trial_response (
         participant_id, scheduled_trial_id, trial_index, response_uuid, response, confidence,
         correct, rt_ms, onset_ms, answer_ms, frame_interval_mean_ms, frame_interval_max_ms,
-        viewport_w_px, viewport_h_px, device_pixel_ratio, focus_lost, fullscreen_exited,
-        input_kind, via_beacon, received_at
+        viewport_w_px, viewport_h_px, device_pixel_ratio, display_scale, focus_lost,
+        fullscreen_exited, input_kind, via_beacon, received_at
     )
     SELECT cur.participant_id, cur.id, cur.trial_index, %(response_uuid)s::text, %(response)s::text,
         %(confidence)s::int,
         %(response)s::text = CASE WHEN cur.query_order = 'max_upper' THEN 'upper' ELSE 'lower' END,
         %(rt_ms)s::float8, %(onset_ms)s::float8, %(answer_ms)s::float8, %(frame_interval_mean_ms)s::float8,
         %(frame_interval_max_ms)s::float8, %(viewport_w_px)s::int, %(viewport_h_px)s::int,
-        %(device_pixel_ratio)s::float8, %(focus_lost)s::bool, %(fullscreen_exited)s::bool, %(input_kind)s::text,
+        %(device_pixel_ratio)s::float8, %(display_scale)s::float8, %(focus_lost)s::bool, %(fullscreen_exited)s::bool, %(input_kind)s::text,
         %(via_beacon)s::bool, %(now)s::timestamptz
     FROM cur
     ON CONFLICT DO NOTHING

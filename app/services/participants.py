@@ -249,6 +249,7 @@ def enrol(
     user_agent: str | None = None,
     test_mode: bool = False,
     inactive_after_s: int | None = None,
+    screen_px: tuple[int, int] | None = None,
 ) -> tuple[Participant, bool]:
     """Enrol a participant, or return the one already enrolled with the same platform id.
 
@@ -257,6 +258,9 @@ def enrol(
     at once (parallel tabs or HITs of one worker) meet at the unique key on
     (experiment, platform_id), and the later one raises Conflict: nothing of it is stored, and
     the start route resumes the earlier one.
+
+    Args:
+        screen_px: the screen's width and height in CSS px as the landing page saw them.
 
     Returns:
         (participant, created).
@@ -329,6 +333,8 @@ def enrol(
         rating_specs=[r.model_dump(mode="json") for r in schedule.ratings],
         exclusion_reasons=[],
         user_agent=(user_agent or "")[:400] or None,
+        screen_w_px=screen_px[0] if screen_px else None,
+        screen_h_px=screen_px[1] if screen_px else None,
         last_seen_at=utc_now(),
     )
     session.add(participant)
@@ -539,18 +545,37 @@ def complete(session: Session, participant: Participant) -> dict[str, Any]:
 
 
 def completion_info(participant: Participant) -> dict[str, Any]:
-    launched = participant.experiment_session
-    outcome = outcome_of(participant)
+    """The participant's outcome with its completion code and the way back to the platform."""
+    return outcome_info(
+        participant.experiment_session, outcome_of(participant), participant.platform_data
+    )
+
+
+def screen_too_small_info(launched: ExperimentSession) -> dict[str, Any]:
+    """The way back for a visitor whose screen cannot show the task (nobody is enrolled).
+
+    No MTurk submit form: such a worker returns the HIT instead of submitting it.
+    """
+    return outcome_info(launched, "screen_too_small", {})
+
+
+def outcome_info(
+    launched: ExperimentSession, outcome: str, platform_data: dict[str, Any]
+) -> dict[str, Any]:
+    """An outcome's completion code, Prolific redirect and MTurk submit form (where they apply).
+
+    Sessions launched before an outcome existed have no entry for it: no code, no redirect.
+    """
     spec = launched.outcomes.get(outcome) or {}
     mturk = None
-    if launched.platform == "mturk" and participant.platform_data.get("assignmentId"):
+    if launched.platform == "mturk" and platform_data.get("assignmentId"):
         # turkSubmitTo comes from the URL: accept only MTurk's own hosts (no open redirect).
-        host = participant.platform_data.get("turkSubmitTo", "").rstrip("/")
+        host = str(platform_data.get("turkSubmitTo", "")).rstrip("/")
         if host not in MTURK_HOSTS:
             host = MTURK_HOSTS[1] if launched.mturk_sandbox else MTURK_HOSTS[0]
         mturk = {
             "submit_url": host + "/mturk/externalSubmit",
-            "assignmentId": participant.platform_data["assignmentId"],
+            "assignmentId": platform_data["assignmentId"],
         }
     return {
         "outcome": outcome,

@@ -161,6 +161,10 @@ def trial_json(
             "position": trial_index - first_index,
             "block_feedback": block["block_feedback"],
             "break_after": block["break_after"],
+            # The first block after practice: the page says that practice is over.
+            "after_practice": block["kind"] != "practice"
+            and block_index > 0
+            and blocks[block_index - 1]["kind"] == "practice",
         },
         "grid_mode": grid_mode,
         "n_references": n_references,
@@ -232,6 +236,7 @@ def submitted_values(submit: ResponseSubmit, *, via_beacon: bool) -> dict[str, A
         "viewport_w_px": submit.viewport_w_px,
         "viewport_h_px": submit.viewport_h_px,
         "device_pixel_ratio": submit.device_pixel_ratio,
+        "display_scale": submit.display_scale,
         "focus_lost": submit.focus_lost,
         "fullscreen_exited": submit.fullscreen_exited,
         "input_kind": submit.input,

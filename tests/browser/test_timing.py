@@ -324,9 +324,7 @@ def test_rt_ends_at_the_press_not_the_release_for_trusted_mouse_and_keys(
             page.keyboard.down("KeyW")
             page.wait_for_timeout(hold)
             page.keyboard.up("KeyW")
-    page.wait_for_function(
-        f"window.__psychvisAgent.acks.length >= {len(plan)}", timeout=30_000
-    )
+    page.wait_for_function(f"window.__psychvisAgent.acks.length >= {len(plan)}", timeout=30_000)
     state = agent_state(page)
     ctx.close()
     rows = responses(settings, token)

@@ -1,0 +1,188 @@
+"""Every shipped preset runs in Chromium from the study link to the completion code.
+
+Each preset (demo, paper-exp1, paper-exp2, imi) gets a small stimulus set that satisfies it
+(tests.factories.write_structural_set) and a lab session. A participant opens the landing page,
+passes its screen check, consents, gives the start ratings where the design asks, reads the
+instructions and answers trials by keyboard until the first block has ended; the long rest is
+answered through the JSON API (as the page would send it); then the remaining pages (end
+ratings, free-text feedback, finish) are browser pages again, up to the completion code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app import designs
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.migrate import upgrade
+from app.models import Participant
+from app.services.blobs import BlobStore
+from app.services.experiments import create_experiment, launch_session
+from app.services.stimuli import import_stimulus_set
+from tests.browser.conftest import browser_settings, free_port, serve_app
+from tests.factories import write_structural_set
+
+pytestmark = pytest.mark.browser
+
+PRESETS = ["demo", "paper-exp1", "paper-exp2", "imi"]
+TRIAL_OPEN = (
+    "(() => { const s = document.querySelector('[data-stage]');"
+    " return !!s && s.dataset.phase === 'open'"
+    " && !document.querySelector('[data-screen=trial]').hidden; })()"
+)
+MESSAGE_WAITING = (
+    "(() => { const b = document.querySelector('[data-continue]');"
+    " return !!b && !b.hidden && !b.disabled && b.offsetParent !== null; })()"
+)
+
+
+@pytest.fixture(scope="module")
+def presets_app(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, dict[str, str], Settings]]:
+    """One experiment per preset on its own structural set; yields (base, links, settings)."""
+    root = tmp_path_factory.mktemp("presets")
+    port = free_port()
+    settings = browser_settings(root, port, "presets")
+    engine = make_engine(settings.database_url, pool_size=1)
+    links: dict[str, str] = {}
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            for preset in PRESETS:
+                set_root = write_structural_set(
+                    root / f"set-{preset}", designs.load_design(preset), size=32
+                )
+                stimulus_set = import_stimulus_set(
+                    session,
+                    set_root,
+                    BlobStore(settings.stimuli_dir / "blobs"),
+                    set_id=f"walk-{preset}",
+                )
+                experiment = create_experiment(
+                    session,
+                    slug=f"walk-{preset}",
+                    stimulus_set=stimulus_set,
+                    design_source=preset,
+                )
+                launched = launch_session(
+                    session, experiment, platform="lab", completion_code=f"CODE-{preset.upper()}"
+                )
+                session.commit()
+                links[preset] = launched.link_code
+    finally:
+        engine.dispose()
+    with serve_app(settings, port) as base:
+        yield base, links, settings
+
+
+def _answer_rest_through_api(base: str, token: str) -> int:
+    """Answer every remaining trial as the page would; returns how many were answered."""
+    n = 0
+    with httpx.Client(base_url=base, timeout=30) as client:
+        step = client.get(f"/api/p/{token}/next").json()
+        while step["step"] == "trial":
+            trial = step["trial"]
+            body = {
+                "response_uuid": str(uuid.uuid4()),
+                "trial_index": trial["trial_index"],
+                "response": "upper",
+                "confidence": 2,
+                "rt_ms": 900.0,
+                "display_scale": 1.0,
+            }
+            ack = client.post(f"/api/p/{token}/responses", json=body)
+            assert ack.status_code == 200, ack.text
+            step = ack.json()["next"]
+            n += 1
+            assert n < 1000
+    return n
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_runs_from_link_to_completion_code(
+    preset: str, presets_app: tuple[str, dict[str, str], Settings], browser: Any
+) -> None:
+    base, links, settings = presets_app
+    design = designs.load_design(preset)
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    bad_responses: list[str] = []
+    page.on(
+        "response",
+        lambda r: bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+
+    response = page.goto(f"{base}/s/{links[preset]}")
+    assert response is not None and response.status == 200
+    assert page.locator("[data-screen-check]").get_attribute("data-fits") == "true"
+    page.get_by_role("button", name="Start the study").click()
+    page.get_by_role("button", name="I agree to take part").click()
+    ratings = 0
+    while page.locator("[data-page=rating]").count():
+        page.locator("[data-rating-slider]").fill("40")
+        page.locator("[data-rating-submit]").click()
+        ratings += 1
+    assert page.locator("[data-page=instructions]").count() == 1
+    page.locator("[data-begin]").click()
+    token = page.evaluate("JSON.parse(document.getElementById('trial-config').textContent).token")
+
+    answered = 0
+    block_ended = False
+    while not block_ended:
+        page.wait_for_function(f"({TRIAL_OPEN}) || ({MESSAGE_WAITING})", timeout=30_000)
+        if page.evaluate(TRIAL_OPEN):
+            page.keyboard.press("Digit2")
+            answered += 1
+            page.wait_for_function(f"!({TRIAL_OPEN})", timeout=10_000)
+            continue
+        if answered > 0:
+            block_ended = True  # a block end (score or break) or the next block's title
+        page.locator("[data-continue]").click()
+    ctx_pages = page
+    ctx_pages.close()
+    answered += _answer_rest_through_api(base, token)
+
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/p/{token}")
+    while page.locator("[data-page=rating]").count():
+        page.locator("[data-rating-slider]").fill("-20")
+        page.locator("[data-rating-submit]").click()
+        ratings += 1
+    if page.locator("[data-page=feedback]").count():
+        page.locator("[data-feedback]").fill("fine")
+        page.locator("[data-feedback-submit]").click()
+    if page.locator("[data-page=finish]").count():
+        page.locator("[data-finish]").click()
+    assert page.locator("[data-page=done]").count() == 1, page.content()[:2000]
+    assert page.locator("[data-completion-code]").text_content() == f"CODE-{preset.upper()}"
+    ctx.close()
+
+    assert errors == []
+    assert bad_responses == []
+    expected_ratings = sum(
+        len(design.units[name].ids or ()) if design.units.get(name) else 0
+        for name in (design.ratings.start, design.ratings.end)
+        if name
+    )
+    assert ratings == expected_ratings
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        with make_sessionmaker(engine)() as session:
+            participant = session.scalars(
+                select(Participant).where(Participant.token == token)
+            ).one()
+            assert participant.status == "completed"
+            assert (participant.screen_w_px, participant.screen_h_px) == (1920, 1080)
+    finally:
+        engine.dispose()
