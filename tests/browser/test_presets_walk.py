@@ -106,6 +106,21 @@ def _answer_rest_through_api(base: str, token: str) -> int:
     return n
 
 
+def _check_feedback_shown(page: Any, style: str) -> None:
+    """The first practice trial's feedback as the design's style draws it."""
+    if style == "text":
+        text = page.locator("[data-feedback-text]")
+        text.wait_for(state="visible", timeout=5_000)
+        word = text.text_content()
+        assert word in ("Correct!", "Incorrect!")
+        colour = text.evaluate("el => getComputedStyle(el).color")
+        assert colour == ("rgb(0, 212, 0)" if word == "Correct!" else "rgb(255, 42, 42)")
+        assert page.locator("[data-frame]").count() == 0
+    else:
+        page.wait_for_selector("[data-query][data-frame=correct]", timeout=5_000)
+        assert page.locator("[data-feedback-text]").is_hidden()
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_from_link_to_completion_code(
     preset: str, presets_app: tuple[str, dict[str, str], Settings], browser: Any
@@ -143,6 +158,8 @@ def test_preset_runs_from_link_to_completion_code(
         if page.evaluate(TRIAL_OPEN):
             page.keyboard.press("Digit2")
             answered += 1
+            if answered == 1:
+                _check_feedback_shown(page, design.feedback.style)
             page.wait_for_function(f"!({TRIAL_OPEN})", timeout=10_000)
             continue
         if answered > 0:
@@ -186,3 +203,37 @@ def test_preset_runs_from_link_to_completion_code(
             assert (participant.screen_w_px, participant.screen_h_px) == (1920, 1080)
     finally:
         engine.dispose()
+
+
+def test_landing_screen_check_asks_for_a_larger_window_or_offers_the_way_back(
+    presets_app: tuple[str, dict[str, str], Settings], browser: Any
+) -> None:
+    base, links, settings = presets_app
+    link = links["demo"]
+    # A large screen, a small window: enlarge it, then start.
+    ctx = browser.new_context(
+        viewport={"width": 1100, "height": 600}, screen={"width": 1920, "height": 1080}
+    )
+    page = ctx.new_page()
+    page.goto(f"{base}/s/{link}")
+    check = page.locator("[data-screen-check]")
+    assert check.get_attribute("data-fits") == "false"
+    assert page.locator("[data-start]").is_disabled()
+    assert page.locator("[data-too-small-form]").is_hidden()
+    assert "please make it larger" in (check.text_content() or "")
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.wait_for_function("!document.querySelector('[data-start]').disabled", timeout=5_000)
+    assert check.get_attribute("data-fits") == "true"
+    ctx.close()
+    # A phone-sized screen: no start, the way back instead; nobody is enrolled.
+    ctx = browser.new_context(
+        viewport={"width": 390, "height": 844}, screen={"width": 390, "height": 844}
+    )
+    page = ctx.new_page()
+    page.goto(f"{base}/s/{link}")
+    assert page.locator("[data-start]").is_disabled()
+    assert "too small for this study" in (page.locator("[data-screen-check]").text_content() or "")
+    page.locator("[data-too-small]").click()
+    page.wait_for_selector("[data-page=screen-too-small]")
+    assert "tell the experimenter" in (page.locator("main").text_content() or "")
+    ctx.close()
