@@ -295,35 +295,31 @@ def imi_task_units(root: Path, options: ImportOptions) -> tuple[StimulusManifest
             side: {i: rel for i, rel in refs[side].items() if rel not in copies}
             for side in ("max", "min")
         }
-        ordered: dict[str, list[str]] = {}
-        if copies:
-            # A whole batch folder: numbered by ascending activation like IMI's unit folders.
-            numberings.add("batch-folder")
-            ordered["max"] = [kept["max"][i] for i in sorted(kept["max"], reverse=True)]
-            ordered["min"] = [kept["min"][i] for i in sorted(kept["min"])]
+        numbering: Literal["old", "new"]
+        if options.numbering != "auto":
+            numbering = options.numbering
         else:
-            numbering: Literal["old", "new"]
-            if options.numbering != "auto":
-                numbering = options.numbering
-            else:
-                # The older numbering left out the queries max_9 and min_0: min files are 1..9.
-                old = 0 not in refs["min"] and 9 in refs["min"] and 9 not in refs["max"]
-                numbering = "old" if old else "new"
-            numberings.add(numbering)
-            for side in ("max", "min"):
-                shown, never = imi_display_order(kept[side], side, numbering)
-                for i in never:
-                    reader.drop(
-                        kept[side][i], f"IMI's task code ({numbering} numbering) never shows it"
-                    )
-                ordered[side] = [kept[side][i] for i in shown]
+            # The older numbering left out the queries max_9 and min_0: min files are 1..9.
+            old = 0 not in refs["min"] and 9 in refs["min"] and 9 not in refs["max"]
+            numbering = "old" if old else "new"
+        numberings.add(numbering)
+        ordered: dict[str, list[str]] = {}
         for side in ("max", "min"):
-            for rel in ordered[side]:
-                reader.add(rel)
-            if len(ordered[side]) < n_refs:
+            shown, never = imi_display_order(kept[side], side, numbering)
+            # Files IMI's code never shows only fill in for dropped query copies.
+            listed = [kept[side][i] for i in (*shown, *never)]
+            if len(listed) < n_refs:
                 raise ManifestInvalid(
-                    f"{base}: {len(ordered[side])} usable {side} references, "
-                    f"index.json says {n_refs}"
+                    f"{base}: {len(listed)} usable {side} references, index.json says {n_refs}"
+                )
+            ordered[side] = [reader.add(rel) for rel in listed[:n_refs]]
+            for rel in listed[n_refs:]:
+                index = int(rel.rsplit("_", 1)[1].removesuffix(".png"))
+                reader.drop(
+                    rel,
+                    f"IMI's task code ({numbering} numbering) never shows it"
+                    if index in never
+                    else f"beyond n_reference_images={n_refs}",
                 )
         if ref_kind == "natural":
             natural = Natural(
@@ -471,18 +467,20 @@ def _is_paper_unit(parts: tuple[str, ...]) -> bool:
 
 
 def natural_query_and_references(
-    files: dict[str, dict[int, str]],
+    files: dict[str, dict[int, str]], paper: bool
 ) -> tuple[str, str, list[str], list[str]]:
-    """Both sources number a side by ascending activation (the paper's save_natural_stimuli.py
-    sorts ascending and cuts the top and bottom into bins in that order): the max query is the
-    highest number, the min query the lowest, and each side's references follow from the most
-    extreme (max_8, max_7, ... / min_1, min_2, ...)."""
+    """A batch folder's queries and references, most extreme first (docs/stimulus_set_v1.md).
+
+    The paper (generate_stimuli/save_natural_stimuli.py) numbers both sides by ascending
+    activation: max query = the highest number, min query = the lowest, references max_8, max_7,
+    ... and min_1, min_2, .... IMI (stimuli_generation/extract_exemplars.py) reverses the min
+    side: on both sides number 9 is the query and 8, 7, ..., 0 the references.
+    """
     maxes = sorted(files["max"], reverse=True)
-    mins = sorted(files["min"])
-    max_q, min_q = files["max"][maxes[0]], files["min"][mins[0]]
+    mins = sorted(files["min"], reverse=not paper)
     return (
-        max_q,
-        min_q,
+        files["max"][maxes[0]],
+        files["min"][mins[0]],
         [files["max"][i] for i in maxes[1:]],
         [files["min"][i] for i in mins[1:]],
     )
@@ -534,7 +532,7 @@ def unit_tree_units(
                 files = _indexed_files(reader, folder, frel)
                 if not files["max"] or not files["min"]:
                     raise ManifestInvalid(f"{frel}: no max_<i>.png and min_<i>.png images")
-                max_q, min_q, max_refs, min_refs = natural_query_and_references(files)
+                max_q, min_q, max_refs, min_refs = natural_query_and_references(files, paper)
                 batches.append(
                     NaturalBatch(
                         batch=number,

@@ -131,11 +131,16 @@ def test_imi_unit_folders_import_with_names_kinds_and_order(
         assert unit["roles"] == ["catch"]
         batch = unit["natural"]["batches"][0]
         assert batch["batch"] == 1
-        # Ascending activation: the max query is the highest number, the min query the lowest.
+        # IMI numbers both sides from weakest to strongest: 9 is the query, 8 the most
+        # extreme reference, shown first.
         assert _name(batch["max_query"]["path"]) == "max_9.png"
-        assert _name(batch["min_query"]["path"]) == "min_0.png"
-        assert [_name(e["path"]) for e in batch["max_references"]][:2] == ["max_8.png", "max_7.png"]
-        assert [_name(e["path"]) for e in batch["min_references"]][:2] == ["min_1.png", "min_2.png"]
+        assert _name(batch["min_query"]["path"]) == "min_9.png"
+        assert [_name(e["path"]) for e in batch["max_references"]] == [
+            f"max_{i}.png" for i in range(8, -1, -1)
+        ]
+        assert [_name(e["path"]) for e in batch["min_references"]] == [
+            f"min_{i}.png" for i in range(8, -1, -1)
+        ]
         synthetic = unit["synthetic"]
         assert _name(synthetic["max_references"][0]["path"]) == "max_8.png"
         assert len(synthetic["max_references"]) == 9
@@ -158,7 +163,9 @@ def test_paper_tree_imports_batches_and_feature_maps(
     assert units["mixed3a:230"]["branch"] == "pool" and units["mixed4c:94"]["branch"] == "1x1"
     batches = units["mixed3a:230"]["natural"]["batches"]
     assert [b["batch"] for b in batches] == [0, 1, 2]
+    # Ascending activation on both sides: max query max_9, min query min_0.
     assert _name(batches[1]["max_query"]["path"]) == "max_9.png"
+    assert _name(batches[1]["min_query"]["path"]) == "min_0.png"
     assert _name(batches[1]["max_references"][0]["path"]) == "max_8.png"
     assert _name(batches[1]["min_references"][0]["path"]) == "min_1.png"
 
@@ -234,7 +241,8 @@ def test_task_folder_drops_query_copies_from_main_trials_but_not_catch_trials(
     main, catch = loaded.manifest.units
     assert main.roles == ("main",) and catch.roles == ("catch",)
     main_min = [_name(e.path) for e in main.natural.batches[0].min_references]  # type: ignore[union-attr]
-    assert main_min == [f"min_{i}.png" for i in range(1, 10)]  # ascending activation
+    # IMI's order without the query copy min_0; min_9, never shown by IMI, fills in.
+    assert main_min == [*(f"min_{i}.png" for i in range(8, 0, -1)), "min_9.png"]
     main_max = [_name(e.path) for e in main.natural.batches[0].max_references]  # type: ignore[union-attr]
     assert main_max == [f"max_{i}.png" for i in range(8, -1, -1)]
     # Catch trials keep IMI's order and their query copies (easy on purpose).
