@@ -258,8 +258,9 @@ def imi_task_units(root: Path, options: ImportOptions) -> tuple[StimulusManifest
     if ref_kind is None:
         raise ManifestInvalid(
             f"{task_name}: neither index.json nor a task-structure file next to the folder says "
-            "whether the references are natural images or feature visualizations; give the reference type (--reference-type "
-            "natural|synthetic, or 'Reference images' in the console)"
+            "whether the references are natural images or feature visualizations; give the "
+            "reference type (--reference-type natural|synthetic, or 'Reference images' in the "
+            "console)"
         )
     trials_dir = root / "trials"
     if not trials_dir.is_dir():

@@ -61,7 +61,8 @@ def write_imi_units(root: Path, units: list[tuple[str, int]], batches: int = 0) 
 
 
 def write_paper_tree(root: Path, mapping: bool) -> Path:
-    """The paper's tree: layer_L/kernel_size_K/channel_C/{natural_images/batch_B,optimized_images}."""
+    """The paper's tree: layer_L/kernel_size_K/channel_C/{natural_images/batch_B,
+    optimized_images}."""
     for layer, kernel, channel in ((0, 3, 1), (4, 0, 0)):
         unit = root / f"layer_{layer}" / f"kernel_size_{kernel}" / f"channel_{channel}"
         for b in range(3):
@@ -222,7 +223,8 @@ def test_task_folder_kind_comes_from_the_data_or_is_asked_for(tmp_path: Path) ->
         )
     )
     structured = load_source(task)
-    assert structured.manifest.units[0].natural.batches[0].max_references  # type: ignore[union-attr]
+    unit = structured.manifest.units[0]
+    assert unit.natural is not None and unit.natural.batches[0].max_references
     assert structured.manifest.provenance["reference_type_from"] == "googlenet_natural.json"
 
 
@@ -240,13 +242,14 @@ def test_task_folder_drops_query_copies_from_main_trials_but_not_catch_trials(
     loaded = load_source(root)
     main, catch = loaded.manifest.units
     assert main.roles == ("main",) and catch.roles == ("catch",)
-    main_min = [_name(e.path) for e in main.natural.batches[0].min_references]  # type: ignore[union-attr]
+    assert main.natural is not None and catch.natural is not None
+    main_min = [_name(e.path) for e in main.natural.batches[0].min_references]
     # IMI's order without the query copy min_0; min_9, never shown by IMI, fills in.
     assert main_min == [*(f"min_{i}.png" for i in range(8, 0, -1)), "min_9.png"]
-    main_max = [_name(e.path) for e in main.natural.batches[0].max_references]  # type: ignore[union-attr]
+    main_max = [_name(e.path) for e in main.natural.batches[0].max_references]
     assert main_max == [f"max_{i}.png" for i in range(8, -1, -1)]
     # Catch trials keep IMI's order and their query copies (easy on purpose).
-    catch_min = [_name(e.path) for e in catch.natural.batches[0].min_references]  # type: ignore[union-attr]
+    catch_min = [_name(e.path) for e in catch.natural.batches[0].min_references]
     assert catch_min == [f"min_{i}.png" for i in range(8, -1, -1)]
     assert "trials/trial_2/references/min_9.png" not in loaded.manifest.files
     reasons = {s["path"]: s["reason"] for s in loaded.skipped}
@@ -442,3 +445,30 @@ def test_units_of_several_folders_keep_distinct_ids(
     )
     ids = [u["id"] for u in merged.manifest["units"]]
     assert ids == ["a/trial_1", "a/trial_2", "b/trial_1", "b/trial_2"]
+
+
+def test_a_design_can_take_practice_and_catch_units_from_the_main_units(tmp_path: Path) -> None:
+    from app import designs
+    from app.stimuli import catalog_from_manifest
+
+    tree = write_imi_units(tmp_path / "units", [(f"manual_{i:02d}", 1) for i in range(50)])
+    catalog = catalog_from_manifest(load_source(tree).manifest)
+    assert {u.roles for u in catalog.units} == {("main",)}
+    text = designs.preset_text("imi")
+    for name, extra in (("practice", "skip = 40\n"), ("catch", "skip = 45\n")):
+        text = text.replace(
+            f'[units.{name}]\nrole = "{name}"\n', f'[units.{name}]\nrole = "main"\n{extra}'
+        )
+    design = designs.parse_design(text, "imi-from-main", catalog)
+    ids = [u.id for u in catalog.units]
+    for n, arm in ((1, "natural"), (2, "synthetic")):
+        schedule = designs.generate_schedule(design, catalog, n, arm=arm)
+        by_kind: dict[str, set[str]] = {}
+        for trial in schedule.trials:
+            if trial.unit_id is not None:
+                by_kind.setdefault(trial.trial_kind, set()).add(trial.unit_id)
+        assert by_kind["practice"] == set(ids[40:45])
+        assert by_kind["catch"] == set(ids[45:50])
+        assert by_kind["main"] == set(ids[:40])
+    with pytest.raises(ValueError, match="skip"):
+        designs.model.UnitList(ids=("a",), skip=1)
