@@ -17,13 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import ManifestInvalid
 from app.schedule import Catalog, UnitInfo
+
+if TYPE_CHECKING:
+    from app.stimulus_sources import ImportOptions
 
 SCHEMA = "psychvis.stimulus_set"
 SCHEMA_VERSION = 1
@@ -267,10 +270,10 @@ def load_manifest(path: Path | str, *, check_files: bool = True) -> StimulusMani
     return manifest
 
 
-def load_set(path: Path, options: Any = None) -> LoadedSet:
+def load_set(path: Path, options: ImportOptions | None = None) -> LoadedSet:
     """Validate a stimulus set at `path` (a folder) in any supported layout.
 
-    The readers live in app/stimulus_sources.py; `options` is its ImportOptions.
+    The readers of layouts other than v1 live in app/stimulus_sources.py.
 
     Raises:
         ManifestInvalid: the set is broken or its layout unsupported (the message lists the
