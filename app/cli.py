@@ -122,24 +122,90 @@ def db_current() -> None:
 
 @stimuli_app.command("import")
 def stimuli_import(
-    path: Path,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Folders or .zip files; several make one set.")
+    ],
     name: Annotated[
         str | None, typer.Option(help="Name in the app (default: the set's id).")
     ] = None,
+    reference_type: Annotated[
+        str | None,
+        typer.Option(
+            help="natural|synthetic: the references of IMI task folders whose index.json "
+            "doesn't say."
+        ),
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="practice|main|catch|intuitiveness for the units of each folder, in the order "
+            "of the folders (given once: for every folder)."
+        ),
+    ] = None,
+    roles: Annotated[
+        Path | None,
+        typer.Option(help="JSON file {unit id or label: role or [roles]}, applied last."),
+    ] = None,
+    imi_numbering: Annotated[
+        str, typer.Option(help="auto|old|new: reference numbering of IMI task folders.")
+    ] = "auto",
 ) -> None:
-    """Validate and import a stimulus set (v1 folder or .zip, or an IMI task folder)."""
-    from app.services.blobs import BlobStore
-    from app.services.stimuli import import_stimulus_set
+    """Validate and import a stimulus set (v1, IMI task folder, IMI unit folders, paper tree)."""
+    import json
 
+    from app.services.blobs import BlobStore
+    from app.services.stimuli import import_stimulus_sources
+    from app.stimulus_sources import REFERENCE_TYPES, ImportOptions, format_report
+
+    if reference_type is not None and reference_type not in REFERENCE_TYPES:
+        _fail(f"--reference-type must be natural or synthetic, not {reference_type!r}")
+    if imi_numbering not in ("auto", "old", "new"):
+        _fail(f"--imi-numbering must be auto, old or new, not {imi_numbering!r}")
+    per_folder = list(role or [])
+    if len(per_folder) not in (0, 1, len(paths)):
+        _fail(f"give --role once or once per folder ({len(paths)}), not {len(per_folder)} times")
+    if len(per_folder) == 1:
+        per_folder = per_folder * len(paths)
+    role_map = None
+    if roles is not None:
+        try:
+            role_map = json.loads(roles.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read {roles}: {exc}")
+        if not isinstance(role_map, dict):
+            _fail(f"{roles} must hold a JSON object")
+    sources = [
+        (
+            path,
+            ImportOptions(
+                reference_type=reference_type,  # type: ignore[arg-type]
+                role=per_folder[i] if per_folder else None,
+                numbering=imi_numbering,  # type: ignore[arg-type]
+            ),
+        )
+        for i, path in enumerate(paths)
+    ]
     settings = _settings()
     with _db() as session:
-        imported = import_stimulus_set(
-            session, path, BlobStore(settings.stimuli_dir / "blobs"), set_id=name
+        imported = import_stimulus_sources(
+            session,
+            sources,
+            BlobStore(settings.stimuli_dir / "blobs"),
+            set_id=name,
+            role_map=role_map,
         )
         session.commit()
         typer.echo(
-            f"imported {imported.slug}: {len(imported.manifest['units'])} units, {imported.image_count} images"
+            f"imported {imported.slug} ({imported.source_format}): "
+            f"{len(imported.manifest['units'])} units, {imported.image_count} images"
         )
+        from app.stimuli import StimulusManifest
+
+        report = format_report(
+            StimulusManifest.model_validate(imported.manifest),
+            imported.manifest["provenance"].get("skipped", []),
+        )
+        typer.echo("\n".join(report))
 
 
 @stimuli_app.command("list")

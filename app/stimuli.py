@@ -1,4 +1,4 @@
-"""Read and validate stimulus sets (format v1 folders/zips and IMI task folders); no DB, no torch.
+"""Read and validate stimulus sets (format v1; other layouts in app/stimulus_sources.py); no DB.
 
 The manifest schema is documented in docs/stimulus_set_v1.md; `stimuli_builder` writes it with its
 own model, this module reads it with this one (the file is the only contract between the two).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import stat
 import tempfile
@@ -16,15 +15,18 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import ManifestInvalid
 from app.schedule import Catalog, UnitInfo
+
+if TYPE_CHECKING:
+    from app.stimulus_sources import ImportOptions
 
 SCHEMA = "psychvis.stimulus_set"
 SCHEMA_VERSION = 1
@@ -130,11 +132,25 @@ class StimulusManifest(_Model):
 
 @dataclass(frozen=True)
 class LoadedSet:
-    """A validated stimulus set on disk: its manifest and root folder."""
+    """A validated stimulus set on disk: its manifest and root folder.
+
+    source_format: "v1", "imi" (task folder), "imi-units", "paper-tree" or "mixed".
+    skipped: files of the source left out, as {"path", "reason"}.
+    roots: for a set merged from several folders, (first path part, folder) of each.
+    """
 
     manifest: StimulusManifest
     root: Path
-    source_format: Literal["v1", "imi"]
+    source_format: str
+    skipped: tuple[dict[str, str], ...] = ()
+    roots: tuple[tuple[str, Path], ...] = ()
+
+    def file_path(self, rel: str) -> Path:
+        """Where the manifest's file `rel` lies on disk."""
+        for name, root in self.roots:
+            if rel.startswith(f"{name}/"):
+                return root / rel.removeprefix(f"{name}/")
+        return self.root / rel
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -254,150 +270,18 @@ def load_manifest(path: Path | str, *, check_files: bool = True) -> StimulusMani
     return manifest
 
 
-# --- IMI / causal task folders ------------------------------------------------------------------
+def load_set(path: Path, options: ImportOptions | None = None) -> LoadedSet:
+    """Validate a stimulus set at `path` (a folder) in any supported layout.
 
-_TRIAL_DIR = re.compile(r"^trial_(\d+)$")
-_REF_FILE = re.compile(r"^(min|max)_(\d+)\.png$")
-
-
-def _slug(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
-    return (slug or "imi-task")[:80]
-
-
-def imi_to_manifest(root: Path, *, set_id: str | None = None) -> StimulusManifest:
-    """Convert an IMI/causal task folder (index.json + trials/) into a v1 manifest in memory.
-
-    Reference files are listed, not assumed: the two public repos number them 0..8 and 1..9.
+    The readers of layouts other than v1 live in app/stimulus_sources.py.
 
     Raises:
-        ManifestInvalid: naming the missing or malformed part.
+        ManifestInvalid: the set is broken or its layout unsupported (the message lists the
+            supported layouts).
     """
-    try:
-        index = json.loads((root / "index.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestInvalid(f"{root} has neither manifest.json nor index.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestInvalid(f"index.json is not valid JSON: {exc}") from None
-    if not isinstance(index, dict):
-        raise ManifestInvalid("index.json must hold a JSON object")
-    task_name = str(index.get("task_name") or root.name)
-    try:
-        n_trials = int(index["n_trials"])
-        n_refs = int(index.get("n_reference_images", 9))
-    except (KeyError, TypeError, ValueError):
-        raise ManifestInvalid(
-            "index.json needs integer n_trials (and n_reference_images)"
-        ) from None
-    catch = {int(i) for i in index.get("catch_trial_idxs") or []}
-    lowered = task_name.lower()
-    ref_kind = "synthetic" if ("optimized" in lowered or "synthetic" in lowered) else "natural"
-    trials_dir = root / "trials"
-    if not trials_dir.is_dir():
-        raise ManifestInvalid("task folder has no trials/ directory")
-    found = sorted(
-        (int(m.group(1)), p) for p in trials_dir.iterdir() if (m := _TRIAL_DIR.match(p.name))
-    )
-    if len(found) != n_trials:
-        raise ManifestInvalid(f"index.json says n_trials={n_trials}, trials/ holds {len(found)}")
-    files: dict[str, FileEntry] = {}
-    units: list[Unit] = []
+    from app.stimulus_sources import load_source
 
-    def add(rel: str) -> str:
-        path = _safe_member(root, rel)
-        files[rel] = FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
-        return rel
-
-    for k, trial_dir in found:
-        base = f"trials/{trial_dir.name}"
-        refs: dict[str, list[tuple[int, str]]] = {"min": [], "max": []}
-        ref_dir = trial_dir / "references"
-        if not ref_dir.is_dir():
-            raise ManifestInvalid(f"{base} has no references/ folder")
-        for f in ref_dir.iterdir():
-            if m := _REF_FILE.match(f.name):
-                refs[m.group(1)].append((int(m.group(2)), add(f"{base}/references/{f.name}")))
-        for side in ("min", "max"):
-            refs[side].sort()
-            if len(refs[side]) < n_refs:
-                raise ManifestInvalid(
-                    f"{base}: {len(refs[side])} {side} references, index.json says {n_refs}"
-                )
-        max_q = add(f"{base}/queries/max.png")
-        min_q = add(f"{base}/queries/min.png")
-        max_refs = [p for _, p in refs["max"]]
-        min_refs = [p for _, p in refs["min"]]
-        if ref_kind == "natural":
-            natural = Natural(
-                batches=(
-                    NaturalBatch(
-                        batch=1,
-                        max_query=Exemplar(path=max_q),
-                        min_query=Exemplar(path=min_q),
-                        max_references=tuple(Exemplar(path=p) for p in max_refs),
-                        min_references=tuple(Exemplar(path=p) for p in min_refs),
-                    ),
-                )
-            )
-            synthetic = None
-        else:
-            natural = Natural(
-                batches=(
-                    NaturalBatch(
-                        batch=1, max_query=Exemplar(path=max_q), min_query=Exemplar(path=min_q)
-                    ),
-                )
-            )
-            synthetic = Synthetic(
-                max_references=tuple(SyntheticImage(path=p) for p in max_refs),
-                min_references=tuple(SyntheticImage(path=p) for p in min_refs),
-            )
-        units.append(
-            Unit(
-                id=f"trial_{k}",
-                layer="imi",
-                channel=k,
-                label=f"{task_name} trial {k}",
-                roles=("catch",) if k in catch else ("main",),
-                natural=natural,
-                synthetic=synthetic,
-            )
-        )
-    first = next(iter(files))
-    with Image.open(_safe_member(root, first)) as img:
-        size = img.width
-    manifest = StimulusManifest.model_validate(
-        {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "id": set_id or _slug(task_name),
-            "title": task_name,
-            "created_at": datetime.now(UTC),
-            "image_size_px": size,
-            "provenance": {"imported_from": "imi-task-folder", "index": index},
-            "files": {k: v.model_dump() for k, v in files.items()},
-            "units": [u.model_dump() for u in units],
-        }
-    )
-    validate_manifest(manifest, root)
-    return manifest
-
-
-def load_set(path: Path) -> LoadedSet:
-    """Validate a v1 set or an IMI task folder at `path` (a folder).
-
-    Raises:
-        ManifestInvalid: the set is broken.
-    """
-    if not path.is_dir():
-        raise ManifestInvalid(f"{path} is not a folder")
-    if (path / "manifest.json").is_file():
-        return LoadedSet(load_manifest(path), path, "v1")
-    # A zip of one top folder, or a folder holding one set folder.
-    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir() and not (path / "index.json").exists():
-        return load_set(entries[0])
-    return LoadedSet(imi_to_manifest(path), path, "imi")
+    return load_source(path, options)
 
 
 @contextmanager

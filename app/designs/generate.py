@@ -176,7 +176,7 @@ def resolve_lists(design: Design, catalog: Catalog | None) -> dict[str, tuple[st
         if listed.ids is not None:
             resolved[name] = listed.ids
         elif catalog is not None:
-            ids = tuple(u.id for u in catalog.units if listed.role in u.roles)
+            ids = tuple(u.id for u in catalog.units if listed.role in u.roles)[listed.skip :]
             resolved[name] = ids[: listed.count] if listed.count is not None else ids
         else:
             if listed.count is not None:

@@ -91,6 +91,9 @@ class UnitList(_Model):
     count: int | None = Field(default=None, ge=1)
     """With `role`: take the first `count` (without a stimulus set: make `count` placeholders;
     default there: as many as the design draws)."""
+    skip: int = Field(default=0, ge=0)
+    """With `role`: leave out the first `skip` units of that role first (practice units taken
+    from the main units of a set that has no practice role: `role = "main", skip = 40`)."""
     group_size: int | None = Field(default=None, ge=1)
     """Cut the list into consecutive groups of this size; each condition drawing from it gets
     one whole group, groups shuffled per participant (Experiment I practice lists)."""
@@ -109,8 +112,8 @@ class UnitList(_Model):
         if self.ids is not None:
             if not self.ids:
                 raise ValueError("`ids` is empty")
-            if self.count is not None:
-                raise ValueError("`count` only applies to `role` lists")
+            if self.count is not None or self.skip:
+                raise ValueError("`count` and `skip` only apply to `role` lists")
             dupes = sorted({u for u in self.ids if self.ids.count(u) > 1})
             if dupes:
                 raise ValueError(f"duplicate unit ids: {', '.join(dupes)}")

@@ -63,7 +63,15 @@ from app.services import experiments as experiment_service
 from app.services import participants as participant_service
 from app.services.blobs import BlobStore
 from app.services.quality import participant_summary
-from app.services.stimuli import catalog_of, get_stimulus_set, image_hashes, import_stimulus_set
+from app.services.stimuli import (
+    catalog_of,
+    get_stimulus_set,
+    image_hashes,
+    import_stimulus_set,
+    manifest_of,
+)
+from app.stimuli import ROLES
+from app.stimulus_sources import REFERENCE_TYPES, ImportOptions, unit_reports
 
 logger = logging.getLogger(__name__)
 
@@ -312,15 +320,27 @@ def stimuli_import(
     archive: Annotated[UploadFile | None, File()] = None,
     server_path: Annotated[str, Form(max_length=1000)] = "",
     name: Annotated[str, Form(max_length=80)] = "",
+    reference_type: Annotated[str, Form(max_length=16)] = "",
+    role: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     """Import a set from an uploaded .zip or a folder under the configured import root."""
     blobs = BlobStore(settings.stimuli_dir / "blobs")
     set_id = name.strip() or None
     try:
+        if reference_type not in ("", *REFERENCE_TYPES) or role not in ("", *ROLES):
+            raise InvalidInput("unknown reference type or role")
+        options = ImportOptions(
+            reference_type=reference_type or None,  # type: ignore[arg-type]
+            role=role or None,
+        )
         if archive is not None and archive.filename:
             with tempfile.TemporaryDirectory(prefix="psychvis-upload-") as tmp:
                 imported = import_stimulus_set(
-                    session, _spool_upload(archive, Path(tmp)), blobs, set_id=set_id
+                    session,
+                    _spool_upload(archive, Path(tmp)),
+                    blobs,
+                    set_id=set_id,
+                    options=options,
                 )
         elif server_path.strip():
             root = settings.stimuli_import_root
@@ -329,7 +349,7 @@ def stimuli_import(
             source = (root / server_path.strip()).resolve()
             if not source.is_relative_to(root.resolve()):
                 raise InvalidInput(f"the path must lie inside {root}")
-            imported = import_stimulus_set(session, source, blobs, set_id=set_id)
+            imported = import_stimulus_set(session, source, blobs, set_id=set_id, options=options)
         else:
             raise InvalidInput("choose a .zip file or give a server path")
     except AppError as exc:
@@ -369,8 +389,19 @@ def stimulus_set_page(
             .order_by(StimulusUnit.layer, StimulusUnit.channel)
         )
     )
+    manifest = manifest_of(stimulus_set)
+    reports = {r.id: r for r in unit_reports(manifest)}
     return _page(
-        request, templates, "stimulus_set.html", {"set": stimulus_set, "units": units}, user
+        request,
+        templates,
+        "stimulus_set.html",
+        {
+            "set": stimulus_set,
+            "units": units,
+            "reports": reports,
+            "skipped": manifest.provenance.get("skipped") or [],
+        },
+        user,
     )
 
 

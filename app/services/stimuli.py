@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,20 +19,29 @@ from app.models import StimulusImage, StimulusSet, StimulusUnit
 from app.schedule import Catalog
 from app.services.blobs import BlobStore
 from app.stimuli import LoadedSet, StimulusManifest, catalog_from_manifest, extracted_zip, load_set
+from app.stimulus_sources import ImportOptions, apply_role_map, merge_sources
+from app.stimulus_sources import slug as folder_slug
 
 logger = logging.getLogger(__name__)
 
 
 def import_stimulus_set(
-    session: Session, source: Path, blobs: BlobStore, *, set_id: str | None = None
+    session: Session,
+    source: Path,
+    blobs: BlobStore,
+    *,
+    set_id: str | None = None,
+    options: ImportOptions | None = None,
 ) -> StimulusSet:
-    """Validate a set (folder or .zip; v1 or IMI) and store it; nothing is stored if it is broken.
+    """Validate a set (folder or .zip, any supported layout) and store it; nothing is stored if
+    it is broken.
 
     Args:
         session: the caller commits.
         source: a folder or a .zip file.
         blobs: where the served encodings go (content-addressed; shared between sets).
         set_id: overrides the set's id (the name it gets in the app).
+        options: what the experimenter declares about the folder (reference type, role).
 
     Returns:
         The new StimulusSet row (flushed).
@@ -38,29 +50,72 @@ def import_stimulus_set(
         ManifestInvalid: the set is broken (message names the problem).
         Conflict: a set with that id exists already.
     """
-    if not source.exists():
-        raise ManifestInvalid(f"{source} does not exist")
-    if source.is_file():
-        if source.suffix.lower() != ".zip":
-            raise ManifestInvalid(f"{source} is neither a folder nor a .zip file")
-        with extracted_zip(source) as folder:
-            return _import_loaded(session, load_set(folder), blobs, set_id)
-    return _import_loaded(session, load_set(source), blobs, set_id)
+    return import_stimulus_sources(session, [(source, options)], blobs, set_id=set_id)
+
+
+def import_stimulus_sources(
+    session: Session,
+    sources: Sequence[tuple[Path, ImportOptions | None]],
+    blobs: BlobStore,
+    *,
+    set_id: str | None = None,
+    role_map: dict[str, Any] | None = None,
+) -> StimulusSet:
+    """Assemble one set from several folders or zips (each with its own options) and store it.
+
+    Args:
+        session: the caller commits.
+        sources: (folder or .zip, options) per source; units keep their source's roles unless
+            the options or `role_map` give others.
+        blobs: where the served encodings go.
+        set_id: the set's name in the app [the first source's id].
+        role_map: `{unit id or label: role | [roles]}` applied last.
+
+    Returns:
+        The new StimulusSet row (flushed); its manifest's provenance lists skipped files.
+
+    Raises:
+        ManifestInvalid: a source is broken, or the sources do not fit together.
+        Conflict: a set with that id exists already.
+    """
+    if not sources:
+        raise ManifestInvalid("no stimulus folder given")
+    with ExitStack() as stack:
+        loaded = []
+        names: list[str] = []
+        for source, options in sources:
+            if not source.exists():
+                raise ManifestInvalid(f"{source} does not exist")
+            folder = source
+            if source.is_file():
+                if source.suffix.lower() != ".zip":
+                    raise ManifestInvalid(f"{source} is neither a folder nor a .zip file")
+                folder = stack.enter_context(extracted_zip(source))
+            loaded.append(load_set(folder, options))
+            # An extracted zip's folder has a random name: name the source after the zip.
+            names.append(folder_slug(source.stem if source.is_file() else source.name))
+        merged = merge_sources(loaded, set_id=set_id, names=names)
+        if role_map:
+            merged = apply_role_map(merged, role_map)
+        return _import_loaded(session, merged, blobs, set_id)
 
 
 def _import_loaded(
     session: Session, loaded: LoadedSet, blobs: BlobStore, set_id: str | None
 ) -> StimulusSet:
     manifest = loaded.manifest
-    slug = set_id or manifest.id
-    if session.scalar(select(StimulusSet.id).where(StimulusSet.slug == slug)) is not None:
-        raise Conflict(f"a stimulus set named {slug!r} exists already")
+    name = set_id or manifest.id
+    if session.scalar(select(StimulusSet.id).where(StimulusSet.slug == name)) is not None:
+        raise Conflict(f"a stimulus set named {name!r} exists already")
+    stored = manifest.model_dump(mode="json", by_alias=True)
+    if loaded.skipped:
+        stored["provenance"]["skipped"] = [dict(s) for s in loaded.skipped]
     stimulus_set = StimulusSet(
-        slug=slug,
-        title=manifest.title or slug,
+        slug=name,
+        title=manifest.title or name,
         schema_version=manifest.schema_version,
         source_format=loaded.source_format,
-        manifest=manifest.model_dump(mode="json", by_alias=True),
+        manifest=stored,
         image_count=len(manifest.files),
     )
     session.add(stimulus_set)
@@ -68,7 +123,7 @@ def _import_loaded(
     # Encoding dominates an import; Pillow releases the GIL while it encodes.
     paths = list(manifest.files)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        encodings = list(pool.map(lambda rel: blobs.encode_and_put(loaded.root / rel), paths))
+        encodings = list(pool.map(lambda rel: blobs.encode_and_put(loaded.file_path(rel)), paths))
     for rel, encoded in zip(paths, encodings, strict=True):
         session.add(
             StimulusImage(
@@ -97,7 +152,7 @@ def _import_loaded(
     session.flush()
     logger.info(
         "stimulus set imported",
-        extra={"stimulus_set": slug, "units": len(manifest.units), "images": len(manifest.files)},
+        extra={"stimulus_set": name, "units": len(manifest.units), "images": len(manifest.files)},
     )
     return stimulus_set
 

@@ -20,6 +20,7 @@ from app.models import StimulusImage, StimulusSet, StimulusUnit
 from app.services.blobs import BlobStore
 from app.services.stimuli import catalog_of, import_stimulus_set
 from app.stimuli import catalog_from_manifest, extracted_zip, load_manifest, load_set
+from app.stimulus_sources import ImportOptions
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +120,18 @@ def test_tampered_image_and_wrong_size_and_traversal_are_refused(
 
 
 def test_imi_task_folders_import_with_either_reference_numbering(shared_stimuli: Path) -> None:
-    natural = load_set(shared_stimuli / "imi" / "demo_natural_9_references")
-    synthetic = load_set(shared_stimuli / "imi" / "demo_optimized_9_references")
+    natural = load_set(
+        shared_stimuli / "imi" / "demo_natural_9_references", ImportOptions("natural")
+    )
+    synthetic = load_set(
+        shared_stimuli / "imi" / "demo_optimized_9_references", ImportOptions("synthetic")
+    )
     assert natural.source_format == synthetic.source_format == "imi"
     nat_unit = natural.manifest.units[0]
     assert nat_unit.natural is not None and len(nat_unit.natural.batches[0].max_references) == 9
-    assert nat_unit.natural.batches[0].min_references[0].path.endswith("min_1.png")  # 1..9
+    assert nat_unit.natural.batches[0].min_references[0].path.endswith("min_9.png")  # 1..9
     syn_unit = synthetic.manifest.units[0]
-    assert syn_unit.synthetic is not None and len(syn_unit.synthetic.max_references) == 10  # 0..9
+    assert syn_unit.synthetic is not None and len(syn_unit.synthetic.max_references) == 9  # 0..8
     assert syn_unit.natural is not None and syn_unit.natural.batches[0].max_references == ()
     assert [u.id for u in synthetic.manifest.units] == ["trial_1", "trial_2"]
 
