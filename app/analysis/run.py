@@ -38,7 +38,8 @@ def analyze_file(
         path: File in the export format.
         by: Grouping columns.
         fmt: `table`, `json` or `csv` (see `app.analysis.report.render`).
-        plots_dir: When given, the figures of `app.analysis.plots.write_plots` go there.
+        plots_dir: When given, the figures of `app.analysis.plots.write_plots` go there,
+            grouped like the table.
         include_excluded: Keep participants marked excluded.
         n_boot: Bootstrap resamples for the per-unit interval.
         seed: Bootstrap seed.
@@ -66,7 +67,7 @@ def analyze_file(
         from app.analysis.plots import write_plots
 
         try:
-            write_plots(frame, plots_dir, include_excluded=include_excluded, validated=True)
+            write_plots(frame, plots_dir, by=by, include_excluded=include_excluded, validated=True)
         except OSError as exc:
             raise AnalysisInputError(f"cannot write plots to {plots_dir}: {exc}") from exc
     return render(analysis, fmt)

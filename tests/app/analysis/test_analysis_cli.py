@@ -96,10 +96,10 @@ def test_analyze_writes_png_and_svg_plots(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     names = sorted(path.name for path in out.iterdir())
     stems = (
-        "accuracy_by_condition",
+        "accuracy_by_group",
         "accuracy_by_confidence",
         "accuracy_by_layer",
-        "rt_confidence_by_condition",
+        "rt_confidence_by_group",
     )
     assert names == sorted(f"{stem}.{ext}" for stem in stems for ext in ("png", "svg"))
     for stem in stems:
@@ -107,7 +107,7 @@ def test_analyze_writes_png_and_svg_plots(tmp_path: Path) -> None:
         svg = (out / f"{stem}.svg").read_text()
         assert "<svg" in svg
     # the main figure draws the chance line and the per-condition labels
-    main_svg = (out / "accuracy_by_condition.svg").read_text()
+    main_svg = (out / "accuracy_by_group.svg").read_text()
     assert "chance" in main_svg and "natural" in main_svg
 
 
