@@ -192,7 +192,11 @@ def draw_plots(
     with rc_context({"svg.hashsalt": "psychvis", "font.size": 9}):
         for name in PLOT_NAMES:
             fig = _figure((8.0, 4.2) if name == "rt_confidence_by_group" else (6.4, 4.2))
-            caption = drawers[name](fig)
+            if main.empty:
+                _nothing(fig.add_subplot(), "No main trials.")
+                caption = "No main trials to plot."
+            else:
+                caption = drawers[name](fig)
             plots.append(Plot(name, caption, fig))
     return plots
 

@@ -162,3 +162,10 @@ def test_layer_figure_without_hue_is_one_panel_with_a_line_per_group() -> None:
     assert [len(c.patches) for c in _bars(rt_ax)] == [1, 1]
     assert confidence_ax.get_ylim()[0] == 1.0  # the scale's minimum, stated in the caption
     assert "1 (guess) to 3 (sure)" in plots["rt_confidence_by_group"].caption
+
+
+def test_no_main_trials_gives_empty_figures_not_an_error() -> None:
+    frame = _experiment_2()
+    frame["trial_kind"] = "practice"
+    plots = draw_plots(frame, by=["condition"], validated=True)
+    assert [plot.caption for plot in plots] == ["No main trials to plot."] * len(PLOT_NAMES)
