@@ -396,29 +396,96 @@ def sessions_close(link_code: str) -> None:
 # --- export -------------------------------------------------------------------------------------
 
 
-@export_app.command("responses")
-def export_responses(
+ExportTable = Literal["responses", "participants", "events", "ratings", "json"]
+
+
+def _export(
+    table: ExportTable,
     experiment: str,
-    out: Annotated[
-        Path | None, typer.Option(help="Output file (default: standard output).")
-    ] = None,
-    include_test: Annotated[bool, typer.Option(help="Include test-mode participants.")] = False,
+    out: Path | None,
+    include_test: bool,
+    platform_ids: str | None,
 ) -> None:
-    """Write responses.csv (one row per answered trial; see the codebook in docs/)."""
+    """Stream one export to `out` (or standard output), chunk by chunk as the console does."""
     import sys
 
+    from app.services import export
     from app.services.experiments import get_experiment
-    from app.services.export import iter_response_rows, write_csv
 
+    settings = _settings()
+    if platform_ids not in (None, "raw", "pseudonymised"):
+        _fail(f"--platform-ids must be raw or pseudonymised, not {platform_ids!r}")
     with _db() as session:
         exp = get_experiment(session, experiment)
-        rows = iter_response_rows(session, exp, include_test=include_test)
+        chunks = export.iter_table_chunks(
+            table,
+            session,
+            exp,
+            pseudonym_key=settings.secret_key.get_secret_value().encode(),
+            include_test=include_test,
+            platform_id_mode=platform_ids,
+        )
         if out is None:
-            count = write_csv(sys.stdout, rows)
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
         else:
             with out.open("w", encoding="utf-8", newline="") as fh:
-                count = write_csv(fh, rows)
-        typer.echo(f"{count} rows", err=True)
+                for chunk in chunks:
+                    fh.write(chunk)
+    typer.echo(f"exported {table} of {experiment}", err=True)
+
+
+_OUT = Annotated[Path | None, typer.Option(help="Output file (default: standard output).")]
+_INCLUDE_TEST = Annotated[bool, typer.Option(help="Include test-mode participants.")]
+_PLATFORM_IDS = Annotated[
+    str | None,
+    typer.Option(
+        help="raw or pseudonymised platform ids for this file (default: the experiment's setting)."
+    ),
+]
+
+
+@export_app.command("responses")
+def export_responses(
+    experiment: str, out: _OUT = None, include_test: _INCLUDE_TEST = False
+) -> None:
+    """Write responses.csv (one row per answered trial; see the codebook in docs/analysis.md)."""
+    _export("responses", experiment, out, include_test, None)
+
+
+@export_app.command("participants")
+def export_participants(
+    experiment: str,
+    out: _OUT = None,
+    include_test: _INCLUDE_TEST = False,
+    platform_ids: _PLATFORM_IDS = None,
+) -> None:
+    """Write participants.csv (one row per participant: status, times, exclusions, feedback)."""
+    _export("participants", experiment, out, include_test, platform_ids)
+
+
+@export_app.command("events")
+def export_events(experiment: str, out: _OUT = None, include_test: _INCLUDE_TEST = False) -> None:
+    """Write events.csv (one row per browser event: focus loss, fullscreen exits, resizes...)."""
+    _export("events", experiment, out, include_test, None)
+
+
+@export_app.command("ratings")
+def export_ratings(experiment: str, out: _OUT = None, include_test: _INCLUDE_TEST = False) -> None:
+    """Write ratings.csv (one row per intuitiveness rating)."""
+    _export("ratings", experiment, out, include_test, None)
+
+
+@export_app.command("json")
+def export_json(
+    experiment: str,
+    out: _OUT = None,
+    include_test: _INCLUDE_TEST = False,
+    platform_ids: _PLATFORM_IDS = None,
+) -> None:
+    """Write everything as one JSON document with the codebook (as the console's download)."""
+    _export("json", experiment, out, include_test, platform_ids)
 
 
 # --- users --------------------------------------------------------------------------------------
@@ -618,21 +685,40 @@ def analyze(
     ] = False,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (per-unit CI).")] = 10_000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse the file for any missing column or invalid value (default: invalid "
+            "values the analysis does not need, and invalid RTs, become missing with a warning)."
+        ),
+    ] = False,
 ) -> None:
-    """Accuracy, RT, confidence and tests of exported responses (PROTOCOL §4)."""
-    from app.analysis import AnalysisInputError, analyze_file, parse_by
+    """Accuracy, RT, confidence and tests of exported responses (docs/analysis.md)."""
+    import warnings
+
+    from app.analysis import AnalysisInputError, AnalysisInputWarning, analyze_file, parse_by
 
     configure_logging("WARNING")
-    try:
-        text = analyze_file(
-            path,
-            by=parse_by(by),
-            fmt=fmt,
-            plots_dir=plots,
-            include_excluded=include_excluded,
-            n_boot=n_boot,
-            seed=seed,
-        )
-    except AnalysisInputError as exc:
-        _fail(str(exc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnalysisInputWarning)
+        try:
+            text = analyze_file(
+                path,
+                by=parse_by(by),
+                fmt=fmt,
+                plots_dir=plots,
+                include_excluded=include_excluded,
+                n_boot=n_boot,
+                seed=seed,
+                strict=strict,
+            )
+        except AnalysisInputError as exc:
+            _fail(str(exc))
+    for warning in caught:
+        if issubclass(warning.category, AnalysisInputWarning):
+            typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     typer.echo(text, nl=False)

@@ -183,10 +183,100 @@ _SPECS: tuple[ColumnSpec, ...] = (
     ),
 )
 
-RESPONSE_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+TRIAL_MEASUREMENT_SPECS: tuple[ColumnSpec, ...] = (
+    ColumnSpec(
+        "onset_ms",
+        "float",
+        "Stimulus onset: `performance.now()` in the first animation frame after the trial screen "
+        "was drawn, ms since the page loaded (client clock).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "answer_ms",
+        "float",
+        "The click or key press, ms since the page loaded (client clock); `rt_ms` = "
+        "`answer_ms` - `onset_ms`.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "frame_interval_mean_ms",
+        "float",
+        "Mean interval between animation frames while the trial was shown, ms (16.7 at 60 Hz; "
+        "about 33 on a 30-Hz or overloaded display).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "frame_interval_max_ms",
+        "float",
+        "Longest interval between animation frames while the trial was shown, ms (a stall).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "viewport_w_px",
+        "int",
+        "Browser viewport width at the answer, CSS px.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "viewport_h_px",
+        "int",
+        "Browser viewport height at the answer, CSS px.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "device_pixel_ratio",
+        "float",
+        "Device pixels per CSS px (`window.devicePixelRatio`: 1 on most desktops, 2 on HiDPI).",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "input_kind",
+        "str",
+        "How the answer was given: mouse, keyboard or touch; empty when not reported.",
+        allowed=("mouse", "keyboard", "touch"),
+        nullable=True,
+    ),
+    ColumnSpec(
+        "focus_lost",
+        "bool",
+        "Whether the page lost focus (another tab or window) while the trial was shown.",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec(
+        "fullscreen_exited",
+        "bool",
+        "Whether the participant left fullscreen while the trial was shown.",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec(
+        "via_beacon",
+        "bool",
+        "Whether the answer arrived by `navigator.sendBeacon` (sent while the page was being "
+        "left or hidden) instead of a normal request.",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+    ),
+    ColumnSpec(
+        "response_uuid",
+        "str",
+        "Client-generated id of the answer (its idempotency key: a resent answer is stored once).",
+    ),
+)
+"""Per-trial measurements appended to `responses.csv`, in export order.
+
+Each name is also the `TrialResponse` attribute the exporter reads (`app.services.export`), so
+exporting another stored per-trial column is one more entry here (and the regenerated codebook
+table in docs/analysis.md). Files from elsewhere may lack these columns: the analysis treats
+them as optional."""
+
+CORE_RESPONSE_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+"""The columns every response table must have for `psychvis analyze --strict`."""
+
+RESPONSE_COLUMNS: tuple[str, ...] = CORE_RESPONSE_COLUMNS + tuple(
+    spec.name for spec in TRIAL_MEASUREMENT_SPECS
+)
 """Columns of `responses.csv`, in the order the exporter writes them."""
 
-CODEBOOK: dict[str, ColumnSpec] = {spec.name: spec for spec in _SPECS}
+CODEBOOK: dict[str, ColumnSpec] = {spec.name: spec for spec in (*_SPECS, *TRIAL_MEASUREMENT_SPECS)}
 """Column name -> description, type, allowed values and nullability."""
 
 
@@ -200,7 +290,7 @@ def codebook_markdown() -> str:
         "| column | type | allowed values | empty allowed | description |",
         "|---|---|---|---|---|",
     ]
-    for spec in _SPECS:
+    for spec in CODEBOOK.values():
         allowed = ", ".join(f"`{value}`" for value in spec.allowed) if spec.allowed else ""
         nullable = "yes" if spec.nullable else "no"
         lines.append(

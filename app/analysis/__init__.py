@@ -1,15 +1,21 @@
-"""Analysis of exported responses (PROTOCOL §4): `psychvis analyze` and the dashboard page.
+"""Analysis of exported responses (docs/analysis.md): `psychvis analyze` and the dashboard page.
 
 Works on any table in the export format (`app.export_format`); no database, no HTTP.
 """
 
-from app.analysis.load import AnalysisInputError, coerce_frame, read_responses
+from app.analysis.load import (
+    AnalysisInputError,
+    AnalysisInputWarning,
+    coerce_frame,
+    read_responses,
+)
 from app.analysis.run import analyze_file, parse_by
 from app.analysis.stats import Analysis, analyze, analyze_frame
 
 __all__ = [
     "Analysis",
     "AnalysisInputError",
+    "AnalysisInputWarning",
     "analyze",
     "analyze_file",
     "analyze_frame",

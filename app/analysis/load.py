@@ -1,14 +1,19 @@
 """Read and validate response tables in the export format (`app.export_format`).
 
-Every problem with the input becomes one `AnalysisInputError` whose message names the columns,
-values and lines at fault, so the CLI can print it instead of a traceback.
+A problem with what the analysis needs becomes one `AnalysisInputError` whose message names the
+columns, values and lines at fault, so the CLI can print it instead of a traceback. Invalid
+values elsewhere (and invalid RTs or confidence ratings) become missing values with one
+`AnalysisInputWarning`, unless `strict` asks for today's contract: every core column present and
+every value valid.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.export_format import CODEBOOK, RESPONSE_COLUMNS, ColumnSpec
+from app.export_format import CODEBOOK, CORE_RESPONSE_COLUMNS, RESPONSE_COLUMNS, ColumnSpec
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,25 @@ PARTICIPANT_KEY: tuple[str, ...] = ("experiment", "participant")
 TRIAL_KEY: tuple[str, ...] = ("experiment", "session", "participant", "trial_index")
 """Columns that identify one answered trial; a file may hold each combination once."""
 
+ANALYSIS_COLUMNS: tuple[str, ...] = (
+    "experiment",
+    "session",
+    "participant",
+    "trial_index",
+    "trial_kind",
+    "condition",
+    "reference_type",
+    "correct",
+    "excluded",
+)
+"""Columns every analysis needs, with valid values: who answered which trial, of which kind and
+condition, whether correctly, and whether the participant is excluded."""
+
+MEASURE_COLUMNS: tuple[str, ...] = ("rt_ms", "confidence")
+"""Columns every analysis needs present; an invalid cell (a negative RT from an anticipatory key
+press, a confidence of 4) becomes missing and leaves that trial out of the RT or confidence
+statistics only."""
+
 _TRUE_TEXT = frozenset({"true", "1"})
 _FALSE_TEXT = frozenset({"false", "0"})
 _NEUTRALISED_PREFIXES = ("'=", "'+", "'-", "'@")
@@ -39,12 +63,37 @@ class AnalysisInputError(ValueError):
     """The input is not a valid response table; the message says what is wrong and where."""
 
 
-def read_responses(path: Path) -> pd.DataFrame:
+class AnalysisInputWarning(UserWarning):
+    """Values the analysis does not rely on were invalid and are treated as missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """Invalid cells of one column (`bad` marks them) or a row-level inconsistency."""
+
+    column: str
+    detail: str
+    bad: pd.Series
+    about: str = "value"
+    """`value` (message "column 'x': bad value(s) ..."), `row` ("column 'x' disagrees ...") or
+    `trial` (the detail alone)."""
+
+    @property
+    def message(self) -> str:
+        if self.about == "trial":
+            return self.detail
+        return f"column '{self.column}'{': ' if self.about == 'value' else ' '}{self.detail}"
+
+
+def read_responses(path: Path, *, needed: Iterable[str] = (), strict: bool = False) -> pd.DataFrame:
     """Read a `responses.csv` file and return it validated and typed.
 
     Args:
         path: CSV file in the export format (UTF-8, comma-separated, header row; columns in any
             order, extra columns kept but not checked).
+        needed: Further columns the caller relies on (e.g. the grouping columns), checked as
+            strictly as `ANALYSIS_COLUMNS`.
+        strict: Refuse the file for any missing core column or invalid value.
 
     Returns:
         The table typed as `coerce_frame` describes.
@@ -73,13 +122,18 @@ def read_responses(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise AnalysisInputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     raw.columns = [str(column).strip() for column in raw.columns]
-    frame = coerce_frame(raw, source=str(path), line_numbers=True)
+    frame = coerce_frame(raw, source=str(path), line_numbers=True, needed=needed, strict=strict)
     logger.info("responses read", extra={"path": str(path), "rows": len(frame)})
     return frame
 
 
 def coerce_frame(
-    frame: pd.DataFrame, *, source: str = "responses", line_numbers: bool = False
+    frame: pd.DataFrame,
+    *,
+    source: str = "responses",
+    line_numbers: bool = False,
+    needed: Iterable[str] = (),
+    strict: bool = False,
 ) -> pd.DataFrame:
     """Validate a response table and return a typed copy.
 
@@ -87,14 +141,22 @@ def coerce_frame(
     ints, timestamps), so the dashboard can pass rows built from the database.
 
     Types of the result: text columns `str` (empty cell -> `""`); `int` columns pandas `Int64`;
-    `rt_ms` float64; `correct` and `excluded` bool; `hand_picked` nullable `boolean`; timestamps
-    `datetime64[ns, UTC]`. Extra columns are kept unchanged.
+    `rt_ms` float64; `correct` and `excluded` bool; other booleans nullable `boolean`;
+    timestamps `datetime64[ns, UTC]`. Every column of `RESPONSE_COLUMNS` is present (absent ones
+    empty); extra columns are kept unchanged.
+
+    Lenient (default): `ANALYSIS_COLUMNS`, `MEASURE_COLUMNS` and `needed` must be present and
+    the first and last must hold valid values; invalid cells anywhere else (and in
+    `MEASURE_COLUMNS`) become missing, reported in one `AnalysisInputWarning` per table.
+    Strict: every column of `CORE_RESPONSE_COLUMNS` must be present and every value valid.
 
     Args:
         frame: The table; one row per answered trial.
         source: Name used at the start of error messages (e.g. the file path).
         line_numbers: Report problems as file line numbers (header = line 1) instead of 0-based
             row positions.
+        needed: Further columns that must be present and valid (grouping columns).
+        strict: Refuse any problem instead of treating invalid values as missing.
 
     Returns:
         A new, typed DataFrame with a fresh 0-based RangeIndex.
@@ -102,13 +164,21 @@ def coerce_frame(
     Raises:
         AnalysisInputError: Missing columns, empty required cells, values outside the codebook,
             inconsistent derived columns (`correct`, `correct_response`, `conf_rating`) or
-            duplicate trials.
+            duplicate trials; in lenient mode only what concerns the needed columns (their
+            values, a `correct` that disagrees with the response, duplicate trials).
     """
     frame = frame.reset_index(drop=True)
     where: Callable[[int], str] = (
         (lambda i: f"line {i + 2}") if line_numbers else (lambda i: f"row {i}")
     )
-    missing = [column for column in RESPONSE_COLUMNS if column not in frame.columns]
+    needed = tuple(column for column in needed if column in CODEBOOK)
+    hard = set(CORE_RESPONSE_COLUMNS) if strict else {*ANALYSIS_COLUMNS, *needed}
+    required = (
+        CORE_RESPONSE_COLUMNS
+        if strict
+        else tuple(dict.fromkeys([*ANALYSIS_COLUMNS, *MEASURE_COLUMNS, *needed]))
+    )
+    missing = [column for column in required if column not in frame.columns]
     if missing:
         message = f"{source}: missing column(s): {', '.join(missing)}"
         if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|"):
@@ -117,19 +187,100 @@ def coerce_frame(
     if frame.empty:
         raise AnalysisInputError(f"{source}: no data rows")
 
-    problems: list[str] = []
+    problems: list[_Problem] = []
     typed = frame.copy()
+    absent: list[str] = []
     for column in RESPONSE_COLUMNS:
         spec = CODEBOOK[column]
+        if column not in frame.columns:
+            typed[column] = _empty_column(spec, len(frame))
+            if column in CORE_RESPONSE_COLUMNS:
+                absent.append(column)
+            continue
         text = frame[column].map(_cell_text)
+        if column not in CORE_RESPONSE_COLUMNS and (text == "").all():
+            # A measurement column without a single value (a typed frame read back).
+            typed[column] = _empty_column(spec, len(frame))
+            continue
         typed[column] = _parse_column(spec, text, problems, where)
-    if not problems:
-        _check_consistency(typed, problems, where)
+    if strict:
+        if not problems:
+            _check_consistency(typed, problems, where)
+        _raise_if(source, problems)
+        return typed
+    _raise_if(source, [problem for problem in problems if problem.column in hard])
+    typed = _treat_as_missing(typed, problems)
+    found: list[_Problem] = []
+    _check_consistency(typed, found, where)
+    _raise_if(source, [problem for problem in found if problem.column in hard])
+    typed = _treat_as_missing(typed, found)
+    problems += found
+    if problems or absent:
+        _warn(source, problems, absent, where)
+    return typed
+
+
+def _raise_if(source: str, problems: list[_Problem]) -> None:
     if problems:
         raise AnalysisInputError(
-            f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+            f"{source}: {len(problems)} problem(s):\n"
+            + "\n".join(f"  - {problem.message}" for problem in problems)
         )
+
+
+def _empty_column(spec: ColumnSpec, n: int) -> pd.Series:
+    """A column of `n` missing values with the type `_parse_column` gives `spec`."""
+    if spec.type == "str":
+        return pd.Series([""] * n, dtype=object)
+    if spec.type == "bool":
+        return pd.Series([pd.NA] * n, dtype="boolean")
+    if spec.type == "int":
+        return pd.Series([pd.NA] * n, dtype="Int64")
+    if spec.type == "float":
+        return pd.Series([math.nan] * n, dtype="float64")
+    return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
+
+
+def _treat_as_missing(typed: pd.DataFrame, problems: list[_Problem]) -> pd.DataFrame:
+    for problem in problems:
+        column, bad = problem.column, problem.bad.to_numpy()
+        spec = CODEBOOK[column]
+        values = typed[column]
+        if spec.type == "str":
+            typed[column] = values.mask(bad, "")
+        elif spec.type == "bool":
+            typed[column] = values.astype("boolean").mask(bad, pd.NA)
+        elif spec.type == "float":
+            typed[column] = values.mask(bad, math.nan)
+        elif spec.type == "int":
+            typed[column] = values.mask(bad, pd.NA)
+        else:
+            typed[column] = values.mask(bad, pd.NaT)
     return typed
+
+
+def _warn(
+    source: str, problems: list[_Problem], absent: list[str], where: Callable[[int], str]
+) -> None:
+    """One warning for the whole table: per column, how many cells and the first of them."""
+    lines: list[str] = []
+    by_column: dict[str, list[_Problem]] = {}
+    for problem in problems:
+        by_column.setdefault(problem.column, []).append(problem)
+    for column, found in by_column.items():
+        bad = found[0].bad.copy()
+        for problem in found[1:]:
+            bad |= problem.bad
+        reasons = "; ".join(problem.detail for problem in found)
+        lines.append(f"column '{column}': {int(bad.sum())} value(s) treated as missing: {reasons}")
+    if absent:
+        lines.append(f"column(s) absent, treated as empty: {', '.join(absent)}")
+    message = (
+        f"{source}: invalid values treated as missing (--strict refuses the file instead):\n"
+        + "\n".join(f"  - {line}" for line in lines)
+    )
+    logger.info("invalid input treated as missing", extra={"columns": len(lines)})
+    warnings.warn(message, AnalysisInputWarning, stacklevel=3)
 
 
 def _cell_text(value: Any) -> str:
@@ -148,11 +299,11 @@ def _cell_text(value: Any) -> str:
 
 
 def _parse_column(
-    spec: ColumnSpec, text: pd.Series, problems: list[str], where: Callable[[int], str]
+    spec: ColumnSpec, text: pd.Series, problems: list[_Problem], where: Callable[[int], str]
 ) -> pd.Series:
     empty = text == ""
     if not spec.nullable and empty.any():
-        problems.append(f"column '{spec.name}': empty cell(s) on {_positions(empty, where)}")
+        problems.append(_Problem(spec.name, f"empty cell(s) on {_positions(empty, where)}", empty))
     if spec.type == "str":
         if spec.allowed is not None:
             _check_allowed(spec, text, ~empty, problems, where)
@@ -164,15 +315,15 @@ def _parse_column(
         bad = ~empty & ~lowered.isin(_TRUE_TEXT | _FALSE_TEXT)
         _report_bad(spec, text, bad, problems, where, "true or false")
         values = lowered.isin(_TRUE_TEXT)
-        if spec.nullable:
-            return values.astype("boolean").mask(empty, pd.NA)
+        if spec.nullable or (empty | bad).any():
+            return values.astype("boolean").mask(empty | bad, pd.NA)
         return values.astype(bool)
     if spec.type in ("int", "float"):
         numbers = pd.to_numeric(text.str.replace("\u2212", "-", regex=False), errors="coerce")
         bad = ~empty & numbers.isna()
         if spec.type == "int":
             bad |= ~empty & numbers.notna() & (numbers % 1 != 0)
-        if spec.name in _NON_NEGATIVE_COLUMNS or spec.name == "rt_ms":
+        if spec.name in _NON_NEGATIVE_COLUMNS or spec.type == "float":
             bad |= ~empty & numbers.notna() & (numbers < 0)
         _report_bad(spec, text, bad, problems, where, _expected(spec))
         if spec.type == "float":
@@ -199,7 +350,7 @@ def _check_allowed(
     spec: ColumnSpec,
     text: pd.Series,
     check: pd.Series,
-    problems: list[str],
+    problems: list[_Problem],
     where: Callable[[int], str],
 ) -> None:
     allowed = spec.allowed or ()
@@ -211,7 +362,7 @@ def _report_bad(
     spec: ColumnSpec,
     text: pd.Series,
     bad: pd.Series,
-    problems: list[str],
+    problems: list[_Problem],
     where: Callable[[int], str],
     expected: str,
 ) -> None:
@@ -220,7 +371,13 @@ def _report_bad(
     positions = np.flatnonzero(bad.to_numpy())
     examples = ", ".join(f"{text.iloc[i]!r} ({where(int(i))})" for i in positions[:MAX_EXAMPLES])
     more = f", … ({len(positions)} in all)" if len(positions) > MAX_EXAMPLES else ""
-    problems.append(f"column '{spec.name}': bad value(s) {examples}{more}; expected {expected}")
+    problems.append(
+        _Problem(
+            spec.name,
+            f"bad value(s) {examples}{more}; expected {expected}",
+            bad,
+        )
+    )
 
 
 def _positions(mask: pd.Series, where: Callable[[int], str]) -> str:
@@ -231,36 +388,59 @@ def _positions(mask: pd.Series, where: Callable[[int], str]) -> str:
 
 
 def _check_consistency(
-    typed: pd.DataFrame, problems: list[str], where: Callable[[int], str]
+    typed: pd.DataFrame, problems: list[_Problem], where: Callable[[int], str]
 ) -> None:
-    response_upper = typed["response"] == "upper"
-    derived_correct = typed["response"] == typed["correct_response"]
-    bad = typed["correct"] != derived_correct
+    """Derived columns must agree with what they derive from, where both are known.
+
+    A disagreement of `correct` is charged to `correct` (needed: which of the two is right is
+    unknown); the others to the derived column (`correct_response`, `conf_rating`).
+    """
+    response, correct_response = typed["response"], typed["correct_response"]
+    known = (response != "") & (correct_response != "")
+    bad = known & (typed["correct"].astype("boolean") != (response == correct_response))
+    bad = bad.fillna(False).astype(bool)
     if bad.any():
         problems.append(
-            "column 'correct' disagrees with response == correct_response on "
-            + _positions(bad, where)
+            _Problem(
+                "correct",
+                "disagrees with response == correct_response on " + _positions(bad, where),
+                bad,
+                about="row",
+            )
         )
-    bad = (typed["query_order"] == "max_upper") != (typed["correct_response"] == "upper")
+    known = (typed["query_order"] != "") & (correct_response != "")
+    bad = known & ((typed["query_order"] == "max_upper") != (typed["correct_response"] == "upper"))
     if bad.any():
         problems.append(
-            "column 'correct_response' disagrees with query_order (max_upper -> upper) on "
-            + _positions(bad, where)
+            _Problem(
+                "correct_response",
+                "disagrees with query_order (max_upper -> upper) on " + _positions(bad, where),
+                bad,
+                about="row",
+            )
         )
-    sign = np.where(response_upper.to_numpy(), 1, -1)
-    bad = pd.Series(
-        typed["conf_rating"].to_numpy(dtype="int64")
-        != sign * typed["confidence"].to_numpy(dtype="int64"),
-        index=typed.index,
-    )
+    confidence = typed["confidence"].astype("Float64")
+    conf_rating = typed["conf_rating"].astype("Float64")
+    sign = pd.Series(np.where((response == "upper").to_numpy(), 1.0, -1.0), index=typed.index)
+    known = (response != "") & confidence.notna() & conf_rating.notna()
+    bad = (known & (conf_rating != sign * confidence)).fillna(False).astype(bool)
     if bad.any():
         problems.append(
-            "column 'conf_rating' is not +confidence (upper) / -confidence (lower) on "
-            + _positions(bad, where)
+            _Problem(
+                "conf_rating",
+                "is not +confidence (upper) / -confidence (lower) on " + _positions(bad, where),
+                bad,
+                about="row",
+            )
         )
     duplicated = typed.duplicated(subset=list(TRIAL_KEY), keep="first")
     if duplicated.any():
         problems.append(
-            "duplicate trial (same experiment, session, participant, trial_index) on "
-            + _positions(duplicated, where)
+            _Problem(
+                "trial_index",
+                "duplicate trial (same experiment, session, participant, trial_index) on "
+                + _positions(duplicated, where),
+                duplicated,
+                about="trial",
+            )
         )

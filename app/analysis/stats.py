@@ -230,6 +230,14 @@ def _branch(layer: str, channel: int) -> str:
     return ""
 
 
+def needed_columns(by: Sequence[str]) -> tuple[str, ...]:
+    """Export columns that grouping by `by` relies on (`branch` is derived from two)."""
+    needed: list[str] = []
+    for column in by:
+        needed += ["layer", "channel"] if column == "branch" else [column]
+    return tuple(dict.fromkeys(needed))
+
+
 def excluded_participants(frame: pd.DataFrame) -> set[tuple[Any, ...]]:
     """Participants with `excluded` true on any of their rows, as (experiment, participant)."""
     marked = frame.loc[frame["excluded"], list(PARTICIPANT_KEY)].drop_duplicates()
@@ -350,14 +358,18 @@ def unit_summary(
 def accuracy_by_confidence(trials: pd.DataFrame, by: Sequence[str]) -> list[dict[str, Any]]:
     """Accuracy given confidence: per participant, group and level, then over participants.
 
-    Participants who never used a level do not count for that level.
+    Participants who never used a level do not count for that level; trials without a valid
+    confidence are left out.
 
     Returns:
         One dict per group and confidence level: the group columns, `confidence`,
         `n_participants`, `n_trials`, `accuracy`, `accuracy_sem`, `accuracy_ci`.
     """
     keys = list(dict.fromkeys([*by, "confidence"]))
-    rows = group_summary(participant_table(trials, keys), keys)
+    rated = trials.loc[trials["confidence"].notna()]
+    if rated.empty:
+        return []
+    rows = group_summary(participant_table(rated, keys), keys)
     wanted = (*keys, "n_participants", "n_trials")
     return [
         {k: row[k] for k in wanted}
@@ -430,6 +442,7 @@ def analyze_frame(
     include_excluded: bool = False,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = DEFAULT_SEED,
+    strict: bool = False,
 ) -> list[dict[str, Any]]:
     """Per-group summary rows of a response table (what `--format json` prints).
 
@@ -439,6 +452,7 @@ def analyze_frame(
         include_excluded: Keep participants marked excluded.
         n_boot: Bootstrap resamples for the per-unit interval (0: none).
         seed: Bootstrap seed.
+        strict: Refuse any invalid value (see `coerce_frame`).
 
     Returns:
         One dict per group of main trials, sorted by group values, with the group columns,
@@ -451,7 +465,9 @@ def analyze_frame(
     Raises:
         AnalysisInputError: Invalid table, unknown `by` column, or no main trials left.
     """
-    return analyze(frame, by, include_excluded=include_excluded, n_boot=n_boot, seed=seed).rows
+    return analyze(
+        frame, by, include_excluded=include_excluded, n_boot=n_boot, seed=seed, strict=strict
+    ).rows
 
 
 def analyze(
@@ -462,6 +478,7 @@ def analyze(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = DEFAULT_SEED,
     validated: bool = False,
+    strict: bool = False,
 ) -> Analysis:
     """Run the whole analysis of PROTOCOL §4 on a response table.
 
@@ -472,6 +489,7 @@ def analyze(
         n_boot: Bootstrap resamples for the per-unit interval.
         seed: Bootstrap seed.
         validated: The frame already comes from `read_responses`/`coerce_frame`.
+        strict: Validate as `coerce_frame(strict=True)` (refuse any invalid value).
 
     Returns:
         The `Analysis` with rows, accuracy by confidence, paired tests and catch accuracy.
@@ -479,8 +497,8 @@ def analyze(
     Raises:
         AnalysisInputError: Invalid table, unknown `by` column, or no main trials left.
     """
-    typed = frame if validated else coerce_frame(frame)
     by = tuple(by)
+    typed = frame if validated else coerce_frame(frame, needed=needed_columns(by), strict=strict)
     data = add_derived_columns(typed)
     unknown = [column for column in by if column not in data.columns or column.startswith("_")]
     if unknown:

@@ -969,10 +969,12 @@ def analysis_page(
     include_excluded: bool = False,
 ) -> Response:
     """Accuracy, RT and confidence per group with the figures (app.analysis)."""
+    import warnings
+
     import pandas as pd
 
-    from app.analysis import AnalysisInputError, analyze, parse_by
-    from app.analysis.plots import write_plots
+    from app.analysis import AnalysisInputError, AnalysisInputWarning, analyze, parse_by
+    from app.analysis.plots import draw_plots
 
     experiment = auth.experiment_for(session, user, slug)
     context: dict[str, Any] = {
@@ -981,6 +983,7 @@ def analysis_page(
         "include_excluded": include_excluded,
         "analysis": None,
         "plots": [],
+        "warnings": [],
         "error": None,
     }
     frame = pd.DataFrame(
@@ -989,16 +992,20 @@ def analysis_page(
     try:
         if frame.empty:
             raise AnalysisInputError("no answers yet")
-        result = analyze(
-            frame, parse_by(by), include_excluded=include_excluded, n_boot=ANALYSIS_N_BOOT
-        )
-        with tempfile.TemporaryDirectory(prefix="psychvis-plots-") as tmp:
-            written = write_plots(frame, Path(tmp), include_excluded=include_excluded)
-            context["plots"] = [
-                (path.stem, base64.b64encode(path.read_bytes()).decode("ascii"))
-                for path in written
-                if path.suffix == ".png"
-            ]
+        groups = parse_by(by)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AnalysisInputWarning)
+            result = analyze(
+                frame, groups, include_excluded=include_excluded, n_boot=ANALYSIS_N_BOOT
+            )
+            plots = draw_plots(frame, by=groups, include_excluded=include_excluded)
+        context["warnings"] = [
+            str(w.message) for w in caught if issubclass(w.category, AnalysisInputWarning)
+        ]
+        context["plots"] = [
+            (plot.name, plot.caption, base64.b64encode(plot.png()).decode("ascii"))
+            for plot in plots
+        ]
         context["analysis"] = result
     except AnalysisInputError as exc:
         context["error"] = str(exc)

@@ -20,6 +20,7 @@ from app.export_format import (
     CODEBOOK,
     EXCLUSION_REASON_SEPARATOR,
     RESPONSE_COLUMNS,
+    TRIAL_MEASUREMENT_SPECS,
     ColumnSpec,
 )
 from app.models import (
@@ -61,10 +62,22 @@ def neutralise(value: str) -> str:
     return value
 
 
+def _cell(spec: ColumnSpec, value: Any) -> Any:
+    """A stored value as its CSV cell: "" for NULL, `true`/`false` for booleans."""
+    if value is None:
+        return ""
+    if spec.type == "bool":
+        return _bool(bool(value))
+    return value
+
+
 def iter_response_rows(
     session: Session, experiment: Experiment, *, include_test: bool = False
 ) -> Iterator[dict[str, Any]]:
     """One row per answered trial of `experiment`, in participant then trial order.
+
+    The columns are `RESPONSE_COLUMNS`: the trial as scheduled and answered, then the stored
+    per-trial measurements of `TRIAL_MEASUREMENT_SPECS` (read by name from `TrialResponse`).
 
     Rows are fetched in chunks from a server-side cursor (PostgreSQL) and never held whole.
     `presented_at` is the server receipt time minus the client's RT (the browser's clock is not
@@ -99,6 +112,7 @@ def iter_response_rows(
             StimulusUnit.channel,
             StimulusUnit.label,
             StimulusUnit.hand_picked,
+            *(getattr(TrialResponse, spec.name) for spec in TRIAL_MEASUREMENT_SPECS),
         )
         .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
         .join(Participant, TrialResponse.participant_id == Participant.id)
@@ -137,6 +151,7 @@ def iter_response_rows(
         channel,
         label,
         hand_picked,
+        *measured,
     ) in session.execute(query):
         presented = received - timedelta(milliseconds=rt_ms) if received else None
         sign = 1 if response == "upper" else -1
@@ -172,6 +187,9 @@ def iter_response_rows(
             "repeat_of_trial_index": "" if repeat_of is None else repeat_of,
             "excluded": _bool(excluded),
             "exclusion_reasons": EXCLUSION_REASON_SEPARATOR.join(reasons or []),
+        } | {
+            spec.name: _cell(spec, value)
+            for spec, value in zip(TRIAL_MEASUREMENT_SPECS, measured, strict=True)
         }
 
 
@@ -263,12 +281,15 @@ def iter_participant_rows(
     *,
     pseudonym_key: bytes,
     include_test: bool = False,
+    platform_id_mode: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per participant (`participants.csv`), in participant-number order.
 
     Args:
         pseudonym_key: key of the keyed hash used when the experiment's `platform_id_export`
             is `pseudonymised` (the server's secret key).
+        platform_id_mode: `raw` or `pseudonymised` for this export only; None: the
+            experiment's `platform_id_export`.
     """
     answered = (
         select(TrialResponse.participant_id, func.count().label("n"))
@@ -285,7 +306,7 @@ def iter_participant_rows(
     )
     if not include_test:
         query = query.where(Participant.test_mode.is_(False))
-    mode = experiment.platform_id_export
+    mode = platform_id_mode or experiment.platform_id_export
     for participant, link_code, n_answered in session.execute(query):
         platform_id = participant.platform_id or ""
         if platform_id and mode == "pseudonymised":
@@ -402,6 +423,7 @@ def iter_json_chunks(
     *,
     pseudonym_key: bytes,
     include_test: bool = False,
+    platform_id_mode: str | None = None,
 ) -> Iterator[str]:
     """Everything about an experiment as one JSON document, streamed as text chunks.
 
@@ -439,7 +461,11 @@ def iter_json_chunks(
     yield json.dumps(head, indent=None)[:-1]
     tables: dict[str, Iterator[dict[str, Any]]] = {
         "participants": iter_participant_rows(
-            session, experiment, pseudonym_key=pseudonym_key, include_test=include_test
+            session,
+            experiment,
+            pseudonym_key=pseudonym_key,
+            include_test=include_test,
+            platform_id_mode=platform_id_mode,
         ),
         "responses": iter_response_rows(session, experiment, include_test=include_test),
         "events": iter_event_rows(session, experiment, include_test=include_test),
@@ -460,3 +486,59 @@ def iter_json_chunks(
         parts.append("]")
         yield "".join(parts)
     yield "}\n"
+
+
+EXPORT_NAMES: tuple[str, ...] = ("responses", "participants", "events", "ratings", "json")
+"""What `iter_table_chunks` can write: the four CSV tables and the JSON document."""
+
+
+def iter_table_chunks(
+    name: str,
+    session: Session,
+    experiment: Experiment,
+    *,
+    pseudonym_key: bytes,
+    include_test: bool = False,
+    platform_id_mode: str | None = None,
+) -> Iterator[str]:
+    """One export (`<name>.csv` or the JSON document) as streamed text chunks.
+
+    Args:
+        name: One of `EXPORT_NAMES`.
+        pseudonym_key: Key of the platform-id pseudonyms (the server's secret key).
+        include_test: Include test-mode participants.
+        platform_id_mode: `raw` or `pseudonymised` for this export only (None: the
+            experiment's setting).
+
+    Raises:
+        ValueError: Unknown name.
+    """
+    from app.export_format import TABLE_CODEBOOKS
+
+    if name == "json":
+        return iter_json_chunks(
+            session,
+            experiment,
+            pseudonym_key=pseudonym_key,
+            include_test=include_test,
+            platform_id_mode=platform_id_mode,
+        )
+    rows: Iterator[dict[str, Any]]
+    if name == "responses":
+        rows = iter_response_rows(session, experiment, include_test=include_test)
+    elif name == "participants":
+        rows = iter_participant_rows(
+            session,
+            experiment,
+            pseudonym_key=pseudonym_key,
+            include_test=include_test,
+            platform_id_mode=platform_id_mode,
+        )
+    elif name == "events":
+        rows = iter_event_rows(session, experiment, include_test=include_test)
+    elif name == "ratings":
+        rows = iter_rating_rows(session, experiment, include_test=include_test)
+    else:
+        raise ValueError(f"no export named {name!r}; use one of {', '.join(EXPORT_NAMES)}")
+    codebook = TABLE_CODEBOOKS[name]
+    return iter_csv_chunks(rows, tuple(codebook), codebook)

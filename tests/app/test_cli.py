@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from app.config import get_settings
 from app.demo import write_demo_set
-from app.export_format import RESPONSE_COLUMNS
+from app.export_format import RESPONSE_COLUMNS, TABLE_CODEBOOKS
 
 
 @pytest.fixture()
@@ -86,6 +87,43 @@ def test_cli_from_empty_database_to_export(cli_env: Path) -> None:
     export = run("export", "responses", "e1")
     header = next(csv.reader(io.StringIO(export)))
     assert tuple(header) == RESPONSE_COLUMNS
+    _check_exports(cli_env, code)
     assert "closed" in run("sessions", "close", code)
     reopen = runner.invoke(app, ["sessions", "resume", code])
     assert reopen.exit_code == 1 and "cannot be reopened" in reopen.output
+
+
+def _check_exports(cli_env: Path, link_code: str) -> None:
+    """Every export of the console, from the CLI: the CSV tables, the JSON with its codebook,
+    test-mode participants only when asked for, platform ids raw or pseudonymised."""
+    from app.db import make_engine, make_sessionmaker
+    from app.services.experiments import get_session_by_link
+    from app.services.participants import enrol
+
+    engine = make_engine(get_settings().database_url)
+    with make_sessionmaker(engine)() as session:
+        launched = get_session_by_link(session, link_code)
+        enrol(session, launched, {"PROLIFIC_PID": "=real"})
+        enrol(session, launched, {"PROLIFIC_PID": "tester"}, test_mode=True)
+        session.commit()
+    engine.dispose()
+    for table, codebook in TABLE_CODEBOOKS.items():
+        text = run("export", table, "e1")
+        assert tuple(next(csv.reader(io.StringIO(text)))) == tuple(codebook), table
+    people = list(csv.DictReader(io.StringIO(run("export", "participants", "e1"))))
+    assert len(people) == 1 and people[0]["platform_id"].startswith("h-")
+    raw = run("export", "participants", "e1", "--platform-ids", "raw", "--include-test")
+    assert [row["platform_id"] for row in csv.DictReader(io.StringIO(raw))] == [
+        "'=real",
+        "tester",
+    ]
+    # The choice was for that file only.
+    again = list(csv.DictReader(io.StringIO(run("export", "participants", "e1"))))
+    assert again[0]["platform_id"] == people[0]["platform_id"]
+    out = cli_env / "all.json"
+    run("export", "json", "e1", "--out", str(out), "--platform-ids", "raw")
+    document = json.loads(out.read_text())
+    assert set(document["codebook"]) == set(TABLE_CODEBOOKS)
+    assert [p["platform_id"] for p in document["participants"]] == ["=real"]
+    bad = CliRunner().invoke(app, ["export", "participants", "e1", "--platform-ids", "plain"])
+    assert bad.exit_code == 1 and "raw or pseudonymised" in bad.output

@@ -9,8 +9,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from app.analysis import AnalysisInputError, analyze_frame, coerce_frame, read_responses
-from app.export_format import CODEBOOK, RESPONSE_COLUMNS, codebook_markdown
+from app.analysis import (
+    AnalysisInputError,
+    AnalysisInputWarning,
+    analyze_frame,
+    coerce_frame,
+    read_responses,
+)
+from app.export_format import (
+    CODEBOOK,
+    CORE_RESPONSE_COLUMNS,
+    RESPONSE_COLUMNS,
+    TRIAL_MEASUREMENT_SPECS,
+    codebook_markdown,
+)
 
 FIXTURE = Path(__file__).parent / "data" / "responses_small.csv"
 
@@ -27,12 +39,18 @@ def _write(tmp_path: Path, frame: pd.DataFrame) -> Path:
 
 def test_export_format_lists_columns_in_order_with_a_codebook() -> None:
     assert RESPONSE_COLUMNS[:3] == ("experiment", "session", "participant")
-    assert RESPONSE_COLUMNS[-2:] == ("excluded", "exclusion_reasons")
-    assert len(RESPONSE_COLUMNS) == 31 == len(set(RESPONSE_COLUMNS))
+    # The columns of the first release keep their names and order; measurements come after.
+    assert CORE_RESPONSE_COLUMNS[-2:] == ("excluded", "exclusion_reasons")
+    assert len(CORE_RESPONSE_COLUMNS) == 31
+    assert RESPONSE_COLUMNS[:31] == CORE_RESPONSE_COLUMNS
+    assert RESPONSE_COLUMNS[31:] == tuple(spec.name for spec in TRIAL_MEASUREMENT_SPECS)
+    assert len(RESPONSE_COLUMNS) == len(set(RESPONSE_COLUMNS))
     assert list(CODEBOOK) == list(RESPONSE_COLUMNS)
+    assert all(CODEBOOK[name].description for name in RESPONSE_COLUMNS)
     assert CODEBOOK["confidence"].allowed == ("1", "2", "3")
     assert CODEBOOK["trial_kind"].allowed == ("practice", "main", "catch", "repeated")
-    assert list(_raw().columns) == list(RESPONSE_COLUMNS)
+    assert CODEBOOK["input_kind"].allowed == ("mouse", "keyboard", "touch")
+    assert list(_raw().columns) == list(CORE_RESPONSE_COLUMNS)
 
 
 def test_export_format_imports_no_pandas() -> None:
@@ -61,7 +79,20 @@ def test_typed_frame_is_accepted_again() -> None:
 def test_missing_columns_are_named(tmp_path: Path) -> None:
     path = _write(tmp_path, _raw().drop(columns=["confidence", "rt_ms"]))
     with pytest.raises(AnalysisInputError, match=r"missing column\(s\): confidence, rt_ms"):
+        read_responses(path, strict=True)
+    with pytest.raises(AnalysisInputError, match=r"missing column\(s\): rt_ms, confidence"):
         read_responses(path)
+
+
+def test_missing_columns_the_analysis_does_not_need_are_left_empty(tmp_path: Path) -> None:
+    path = _write(tmp_path, _raw().drop(columns=["query_image_upper", "layer"]))
+    with pytest.warns(AnalysisInputWarning, match="absent, treated as empty: layer, query_"):
+        frame = read_responses(path)
+    assert set(frame["layer"]) == {""}
+    with pytest.raises(AnalysisInputError, match=r"missing column\(s\): layer"):
+        read_responses(path, needed=["layer"])
+    with pytest.raises(AnalysisInputError, match=r"missing column\(s\): layer, query_image"):
+        read_responses(path, strict=True)
 
 
 def test_semicolon_file_gets_a_hint(tmp_path: Path) -> None:
@@ -80,7 +111,7 @@ def test_bad_values_are_named_with_line_numbers(tmp_path: Path) -> None:
     raw.loc[7, "presented_at"] = "yesterday"
     raw.loc[8, "participant"] = ""
     with pytest.raises(AnalysisInputError) as info:
-        read_responses(_write(tmp_path, raw))
+        read_responses(_write(tmp_path, raw), strict=True)
     message = str(info.value)
     assert "6 problem(s)" in message
     assert "column 'confidence': bad value(s) '4' (line 5); expected one of 1, 2, 3" in message
@@ -95,11 +126,22 @@ def test_inconsistent_correct_and_conf_rating_are_reported(tmp_path: Path) -> No
     raw = _raw()
     raw.loc[1, "correct"] = "false" if raw.loc[1, "correct"] == "true" else "true"
     raw.loc[2, "conf_rating"] = str(-int(raw.loc[2, "conf_rating"]))
+    path = _write(tmp_path, raw)
     with pytest.raises(AnalysisInputError) as info:
-        read_responses(_write(tmp_path, raw))
+        read_responses(path, strict=True)
     message = str(info.value)
     assert "'correct' disagrees with response == correct_response on line 3" in message
     assert "'conf_rating' is not +confidence (upper) / -confidence (lower) on line 4" in message
+    # Which of `correct` and `response` is wrong is unknown: refused without --strict too.
+    with pytest.raises(AnalysisInputError) as info:
+        read_responses(path)
+    assert "1 problem(s)" in str(info.value) and "'correct' disagrees" in str(info.value)
+    raw.loc[1, "correct"] = _raw().loc[1, "correct"]
+    with pytest.warns(
+        AnalysisInputWarning, match=r"'conf_rating': 1 value\(s\) treated as missing"
+    ):
+        frame = read_responses(_write(tmp_path, raw))
+    assert frame["conf_rating"].isna().tolist() == [i == 2 for i in range(len(raw))]
 
 
 def test_duplicate_trials_are_reported(tmp_path: Path) -> None:
@@ -134,6 +176,10 @@ def test_frame_problems_report_row_positions() -> None:
     raw = _raw()
     raw.loc[0, "n_references"] = "5"
     with pytest.raises(AnalysisInputError, match=r"'5' \(row 0\); expected one of 0, 1, 9"):
+        analyze_frame(raw, strict=True)
+    with pytest.raises(AnalysisInputError, match=r"'5' \(row 0\); expected one of 0, 1, 9"):
+        analyze_frame(raw, ["n_references"])
+    with pytest.warns(AnalysisInputWarning, match=r"'n_references': 1 value\(s\) .*\(row 0\)"):
         analyze_frame(raw)
 
 

@@ -223,6 +223,14 @@ def test_live_counts_participant_page_deletion_and_exports(
     assert analysis.status_code == 200
     assert "data-analysis-table" in analysis.text
     assert analysis.text.count('src="data:image/png;base64,') == 4
+    # Captions say what is plotted and for how many participants, not the file name.
+    assert "<figcaption>Proportion correct of main trials by condition" in analysis.text
+    assert "(1 participant; n per bar)" in analysis.text
+    grouped = client.get(
+        f"/dashboard/experiments/{experiment.slug}/analysis",
+        params={"by": "condition,reference_type"},
+    ).text
+    assert "by condition (bars by reference_type)" in grouped
     by_layer = client.get(
         f"/dashboard/experiments/{experiment.slug}/analysis", params={"by": "nonsense"}
     )
