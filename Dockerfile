@@ -17,7 +17,8 @@ RUN pip install --no-cache-dir '.[web]' \
     && chown -R psychvis /var/lib/psychvis
 
 USER psychvis
-ENV PSYCHVIS_STATIC_DIR=/srv/psychvis/static \
+ENV PSYCHVIS_HOME=/var/lib/psychvis \
+    PSYCHVIS_STATIC_DIR=/srv/psychvis/static \
     PSYCHVIS_TEMPLATES_DIR=/srv/psychvis/templates \
     PSYCHVIS_STIMULI_DIR=/var/lib/psychvis/stimuli
 EXPOSE 8000
