@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     """Unset: `home/stimuli`."""
     static_dir: Path = REPO_ROOT / "static"
     templates_dir: Path = REPO_ROOT / "templates"
+    docs_dir: Path = REPO_ROOT / "docs"
+    """Documentation the console links to (`/dashboard/docs/<name>.md`)."""
     log_level: str = "INFO"
     log_json: bool = False
     base_url: str = "http://127.0.0.1:8000"
