@@ -11,14 +11,17 @@ COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
+COPY docs ./docs
 RUN pip install --no-cache-dir '.[web]' \
     && useradd --system --uid 10001 --home-dir /srv/psychvis psychvis \
     && mkdir -p /var/lib/psychvis/stimuli \
     && chown -R psychvis /var/lib/psychvis
 
 USER psychvis
-ENV PSYCHVIS_STATIC_DIR=/srv/psychvis/static \
+ENV PSYCHVIS_HOME=/var/lib/psychvis \
+    PSYCHVIS_STATIC_DIR=/srv/psychvis/static \
     PSYCHVIS_TEMPLATES_DIR=/srv/psychvis/templates \
+    PSYCHVIS_DOCS_DIR=/srv/psychvis/docs \
     PSYCHVIS_STIMULI_DIR=/var/lib/psychvis/stimuli
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from sqlalchemy import func, select
@@ -33,12 +33,65 @@ app.add_typer(export_app, name="export")
 app.add_typer(users_app, name="users")
 
 logger = logging.getLogger(__name__)
+_options = {"verbose": False}
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log at INFO, libraries included (as PSYCHVIS_LOG_LEVEL does)."
+        ),
+    ] = False,
+) -> None:
+    """psychvis: run 2-AFC feature-visualization experiments."""
+    _options["verbose"] = verbose
 
 
 def _settings() -> Settings:
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    # A command's few lines of output must not drown in Alembic's and the app's INFO logs:
+    # commands log warnings only unless asked (--verbose, or PSYCHVIS_LOG_LEVEL set).
+    if _options["verbose"]:
+        level = "INFO" if "log_level" not in settings.model_fields_set else settings.log_level
+    elif "log_level" in settings.model_fields_set:
+        level = settings.log_level
+    else:
+        level = "WARNING"
+    configure_logging(level, settings.log_json)
     return settings
+
+
+def _where(settings: Settings) -> str:
+    """The instance's data folder and database, for commands that set an instance up."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    return f"data folder: {settings.home}\ndatabase:    {database}"
+
+
+def _progress() -> Any:
+    """A progress display on standard error (shown only when that is a terminal)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def _fail(message: str) -> None:
@@ -78,8 +131,10 @@ def _db(require_current: bool = True) -> _Db:
     return db
 
 
-def _link(settings: Settings, link_code: str) -> str:
-    return f"{settings.base_url.rstrip('/')}/s/{link_code}"
+def _link(settings: Settings, link_code: str, platform: str = "lab") -> str:
+    from app.services.experiments import platform_link
+
+    return platform_link(settings.base_url, link_code, platform)
 
 
 # --- db -----------------------------------------------------------------------------------------
@@ -90,9 +145,11 @@ def db_upgrade(revision: str = "head") -> None:
     """Migrate the database schema up to REVISION (default: the newest)."""
     from app.migrate import upgrade
 
-    engine = make_engine(_settings().database_url, pool_size=1)
+    settings = _settings()
+    engine = make_engine(settings.database_url, pool_size=1)
     upgrade(engine, revision)
     engine.dispose()
+    typer.echo(_where(settings))
     typer.echo(f"database at {revision}")
 
 
@@ -206,6 +263,41 @@ def stimuli_import(
             imported.manifest["provenance"].get("skipped", []),
         )
         typer.echo("\n".join(report))
+
+
+@stimuli_app.command("sample")
+def stimuli_sample(
+    directory: Annotated[Path, typer.Argument(help="New (or empty) folder to write the set to.")],
+    preset: Annotated[
+        list[str] | None,
+        typer.Option(help="Design preset the set must satisfy (repeatable; default: all)."),
+    ] = None,
+    size: Annotated[int, typer.Option(min=16, max=1024, help="Image size in pixels.")] = 64,
+    set_id: Annotated[str, typer.Option("--id", help="The set's id.")] = "psychvis-sample",
+) -> None:
+    """Write a sample stimulus set (drawn gratings, not real stimuli) for the design presets."""
+    from app.sample_set import sample_image_count, write_sample_set
+
+    _settings()
+    try:
+        total = sample_image_count(preset)
+        with _progress() as progress:
+            task = progress.add_task("drawing sample images", total=total)
+            write_sample_set(
+                directory,
+                preset,
+                size=size,
+                set_id=set_id,
+                on_image=lambda: progress.advance(task),
+            )
+    except FileExistsError as exc:
+        _fail(str(exc))
+    except AppError as exc:
+        _fail(exc.detail)
+    typer.echo(
+        f"wrote sample set {set_id} to {directory} ({total} images, {size} px; drawn gratings "
+        f"for trying designs, NOT a real study's stimuli)"
+    )
 
 
 @stimuli_app.command("list")
@@ -350,7 +442,17 @@ def sessions_launch(
             label=label,
         )
         session.commit()
-        typer.echo(_link(settings, launched.link_code))
+        typer.echo(_link(settings, launched.link_code, platform))
+    if platform == "prolific":
+        typer.echo(
+            "Paste this whole URL (with its {{%...%}} placeholders) as the study URL in Prolific.",
+            err=True,
+        )
+    elif platform == "mturk":
+        typer.echo(
+            "Use this URL in the HIT's ExternalQuestion; MTurk appends workerId and assignmentId.",
+            err=True,
+        )
 
 
 @sessions_app.command("list")
@@ -362,7 +464,7 @@ def sessions_list() -> None:
     with _db() as session:
         for s in session.scalars(select(ExperimentSession).order_by(ExperimentSession.id)):
             typer.echo(
-                f"{s.experiment.slug}\t{s.platform}\t{s.status}\t{_link(settings, s.link_code)}"
+                f"{s.experiment.slug}\t{s.platform}\t{s.status}\t{_link(settings, s.link_code, s.platform)}"
             )
 
 
@@ -564,9 +666,12 @@ DEMO_EXPERIMENT = "demo"
 DEMO_LINK = "demo"
 
 
-def setup_demo(settings: Settings) -> str:
-    """Idempotently create the demo: schema, stimulus set, experiment and an open lab link."""
-    from app.demo import DEMO_SET_ID, write_demo_set
+def setup_demo(settings: Settings, progress: Any = None) -> str:
+    """Idempotently create the demo: schema, stimulus set, experiment and an open lab link.
+
+    `progress`: a rich Progress that shows drawing and importing the set (its first run).
+    """
+    from app.demo import DEMO_SET_ID, DEMO_UNITS, write_demo_set
     from app.migrate import upgrade
     from app.models import ExperimentSession, StimulusSet
     from app.services.blobs import BlobStore
@@ -581,9 +686,19 @@ def setup_demo(settings: Settings) -> str:
                 session.scalar(select(StimulusSet.id).where(StimulusSet.slug == DEMO_SET_ID))
                 is None
             ):
-                source = write_demo_set(settings.stimuli_dir / "demo-source")
+                drawing = importing = None
+                if progress is not None:
+                    drawing = progress.add_task("drawing the demo images", total=DEMO_UNITS)
+                source = write_demo_set(
+                    settings.stimuli_dir / "demo-source",
+                    on_unit=None if drawing is None else lambda: progress.advance(drawing),
+                )
+                if progress is not None:
+                    importing = progress.add_task("importing them", total=None)
                 import_stimulus_set(session, source, BlobStore(settings.stimuli_dir / "blobs"))
                 session.commit()
+                if importing is not None:
+                    progress.update(importing, total=1, completed=1)
             try:
                 experiment = get_experiment(session, DEMO_EXPERIMENT)
             except NotFound:
@@ -624,11 +739,13 @@ def demo(
     os.environ.setdefault("PSYCHVIS_BASE_URL", f"http://{host}:{port}")
     get_settings.cache_clear()
     settings = _settings()
+    typer.echo(_where(settings))
     try:
-        link = setup_demo(settings)
+        with _progress() as progress:
+            link = setup_demo(settings, progress)
     except AppError as exc:
         _fail(exc.detail)
-    typer.echo(f"participant link: {_link(settings, link)}")
+    typer.echo(f"demo ready: participant link {_link(settings, link)}")
     typer.echo(
         f"Prolific-style:   {_link(settings, link)}?PROLIFIC_PID=demo-participant&STUDY_ID=s&SESSION_ID=x"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +13,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-secret-key"})
+SECRET_KEY_FILE = "secret_key"
+
+
+def default_home() -> Path:
+    """`var/` in the checkout the app runs from, else the per-user data folder.
+
+    The database, stimulus images and generated secret must not depend on the current
+    directory: a command run from another folder would otherwise see another, empty instance.
+    """
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "var"
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "psychvis"
 
 
 class Settings(BaseSettings):
@@ -19,14 +34,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PSYCHVIS_", extra="ignore")
 
     env: Literal["dev", "test", "prod"] = "dev"
-    database_url: str = Field(
-        default="sqlite:///var/psychvis.sqlite3",
-        validation_alias="DATABASE_URL",
-    )
+    home: Path = Field(default_factory=default_home)
+    """The instance's data folder: the default SQLite database, stimulus images and the
+    generated secret key live here (`PSYCHVIS_HOME`)."""
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    """Empty: the SQLite file `psychvis.sqlite3` in `home`."""
     secret_key: SecretStr = SecretStr("dev-secret-key")
-    stimuli_dir: Path = Path("var/stimuli")
+    stimuli_dir: Path = Path()
+    """Unset: `home/stimuli`."""
     static_dir: Path = REPO_ROOT / "static"
     templates_dir: Path = REPO_ROOT / "templates"
+    docs_dir: Path = REPO_ROOT / "docs"
+    """Documentation the console links to (`/dashboard/docs/<name>.md`)."""
     log_level: str = "INFO"
     log_json: bool = False
     base_url: str = "http://127.0.0.1:8000"
@@ -59,6 +78,15 @@ class Settings(BaseSettings):
     """Folder under which the dashboard may import stimulus sets by server path (None: off)."""
 
     @model_validator(mode="after")
+    def _paths_in_home(self) -> Settings:
+        self.home = self.home.expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'psychvis.sqlite3'}"
+        if "stimuli_dir" not in self.model_fields_set:
+            self.stimuli_dir = self.home / "stimuli"
+        return self
+
+    @model_validator(mode="after")
     def _reject_placeholder_secret(self) -> Settings:
         if self.env == "prod" and (
             self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS
@@ -71,7 +99,39 @@ class Settings(BaseSettings):
         return self
 
 
+def stored_secret_key(home: Path) -> str:
+    """The key kept in `home/secret_key`, created once (mode 600) when there is none.
+
+    A key that changed between restarts would end every console login and change the
+    pseudonymised participant ids of exports, so it is generated once and reused. Several
+    workers may start at once: the file appears complete or not at all (a hard link of a
+    finished temporary file), and whoever comes second reads the first one's key.
+    """
+    path = home / SECRET_KEY_FILE
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = home / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text(encoding="utf-8").strip()
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment.
+
+    Outside `prod`, without `PSYCHVIS_SECRET_KEY` the key is the one kept in the data folder
+    (`stored_secret_key`); `prod` refuses to start without a configured key.
+    """
+    settings = Settings()
+    if settings.env != "prod" and "secret_key" not in settings.model_fields_set:
+        key = SecretStr(stored_secret_key(settings.home))
+        settings = settings.model_copy(update={"secret_key": key})
+    return settings

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ N_MAIN_UNITS = 10
 N_PRACTICE_UNITS = 2
 N_BATCHES = 3
 N_REFS = 9
+DEMO_UNITS = N_MAIN_UNITS + N_PRACTICE_UNITS
 
 
 def _grating(
@@ -99,12 +101,14 @@ def write_demo_set(
     n_batches: int = N_BATCHES,
     set_id: str = DEMO_SET_ID,
     size: int = SIZE,
+    on_unit: Callable[[], None] | None = None,
 ) -> Path:
     """Draw the demo set into `root` (replaced if present) as a v1 stimulus set; return root.
 
     Units `demo:0`..: the first `n_main_units` have role main, the rest practice and catch.
     Each has natural batches 0..n_batches-1 (9 references per side) and 9+9 synthetic images,
-    `size` pixels square (tests use small images to stay fast).
+    `size` pixels square (tests use small images to stay fast). `on_unit` is called after
+    each unit's images are written (progress display).
     """
     if root.exists():
         shutil.rmtree(root)
@@ -155,6 +159,8 @@ def write_demo_set(
                 "synthetic": synthetic,
             }
         )
+        if on_unit is not None:
+            on_unit()
     manifest = {
         "schema": "psychvis.stimulus_set",
         "schema_version": 1,

@@ -140,7 +140,9 @@ _SPECS: tuple[ColumnSpec, ...] = (
     ColumnSpec(
         "rt_ms",
         "float",
-        "Response time in ms from the stimulus onset frame to the click (client clock).",
+        "Response time in ms from the stimulus onset frame to the start of the response: the "
+        "press of an answer button (pointerdown) or key (keydown), by the input event's own time "
+        "stamp (client clock; the release is not waited for).",
     ),
     ColumnSpec(
         "presented_at",
@@ -194,8 +196,8 @@ TRIAL_MEASUREMENT_SPECS: tuple[ColumnSpec, ...] = (
     ColumnSpec(
         "answer_ms",
         "float",
-        "The click or key press, ms since the page loaded (client clock); `rt_ms` = "
-        "`answer_ms` - `onset_ms`.",
+        "The press of the answer button or key (the input event's time stamp), ms since the "
+        "page loaded (client clock); `rt_ms` = `answer_ms` - `onset_ms`.",
         nullable=True,
     ),
     ColumnSpec(
@@ -259,6 +261,14 @@ TRIAL_MEASUREMENT_SPECS: tuple[ColumnSpec, ...] = (
         "response_uuid",
         "str",
         "Client-generated id of the answer (its idempotency key: a resent answer is stored once).",
+    ),
+    ColumnSpec(
+        "display_scale",
+        "float",
+        "Uniform scale of the trial screen's images when the answer was given (1.0 = native "
+        "224 CSS px; below 1 the window was too small for the full-size stage). Empty for "
+        "answers stored before it was recorded.",
+        nullable=True,
     ),
 )
 """Per-trial measurements appended to `responses.csv`, in export order.
@@ -374,6 +384,18 @@ _PARTICIPANT_SPECS: tuple[ColumnSpec, ...] = (
     ),
     ColumnSpec(
         "feedback_at", "datetime", "When the feedback was sent, ISO 8601 UTC.", nullable=True
+    ),
+    ColumnSpec(
+        "screen_w_px",
+        "int",
+        "Screen width in CSS px as the landing page saw it at the start.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "screen_h_px",
+        "int",
+        "Screen height in CSS px as the landing page saw it at the start.",
+        nullable=True,
     ),
 )
 

@@ -30,6 +30,20 @@ def _embedded_postgres_url(tmp_root: Path) -> str:
     return str(server.get_uri("postgres"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def psychvis_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A data folder of the test session's own: code that falls back on `PSYCHVIS_HOME` (the
+    CLI's database and generated secret key) never touches the developer's instance."""
+    home = tmp_path_factory.mktemp("psychvis-home")
+    previous = os.environ.get("PSYCHVIS_HOME")
+    os.environ["PSYCHVIS_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("PSYCHVIS_HOME", None)
+    else:
+        os.environ["PSYCHVIS_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A PostgreSQL server: TEST_DATABASE_URL when set, else an embedded one for this session."""

@@ -136,8 +136,8 @@ def _session_of(session: Session, experiment: Experiment, link_code: str) -> Exp
     return found
 
 
-def _link(settings: Any, link_code: str) -> str:
-    return f"{settings.base_url.rstrip('/')}/s/{link_code}"
+def _link(settings: Any, link_code: str, platform: str = "lab") -> str:
+    return experiment_service.platform_link(settings.base_url, link_code, platform)
 
 
 # --- login --------------------------------------------------------------------------------------
@@ -550,8 +550,9 @@ def experiment_page(
         "experiment.html",
         {
             "experiment": experiment,
-            "sessions": [(s, _link(settings, s.link_code)) for s in launched],
+            "sessions": [(s, _link(settings, s.link_code, s.platform)) for s in launched],
             "summary": summary,
+            "status_labels": monitor.STATUS_LABELS,
             "shared": auth.shared_with(session, experiment),
             "can_share": _can_share(user, experiment),
             "test_label": TEST_SESSION_LABEL,
@@ -692,6 +693,10 @@ async def session_launch(
         return str(form.get(key) or "").strip()[:limit]
 
     platform = text("platform")
+    mturk_sandbox = form.get("mturk_mode") == "sandbox"
+    # The form offers MTurk's sandbox and live as two platforms of one select.
+    if platform in ("mturk-sandbox", "mturk-live"):
+        platform, mturk_sandbox = "mturk", platform == "mturk-sandbox"
     if platform not in ("prolific", "mturk", "lab"):
         raise InvalidInput("platform must be prolific, mturk or lab")
     outcomes: dict[str, Any] = {}
@@ -714,7 +719,7 @@ async def session_launch(
         completion_code=text("completed_code", 64) or None,
         outcomes=outcomes,
         max_participants=int(max_text) if max_text else None,
-        mturk_sandbox=form.get("mturk_mode") == "sandbox",
+        mturk_sandbox=mturk_sandbox,
         label=text("label", 200),
     )
     audit.record(session, user, "session.launch", experiment=experiment, target=launched.link_code)
@@ -793,7 +798,13 @@ def participants_page(
         {
             "experiment": experiment,
             "rows": [
-                (p, export.participant_label(p.participant_number), bucket, n)
+                (
+                    p,
+                    export.participant_label(p.participant_number),
+                    monitor.STATUS_LABELS[bucket],
+                    monitor.participant_condition(p.arm, p.blocks),
+                    n,
+                )
                 for p, bucket, n in rows
             ],
             "offset": offset,
@@ -811,6 +822,7 @@ def participant_page(
     user: ExperimenterDep,
     session: SessionDep,
     templates: TemplatesDep,
+    settings: SettingsDep,
 ) -> Response:
     """One participant: schedule with answers, exclusion results, browser events."""
     experiment = auth.experiment_for(session, user, slug)
@@ -845,6 +857,12 @@ def participant_page(
             "experiment": experiment,
             "participant": participant,
             "label": export.participant_label(participant.participant_number),
+            "status": monitor.status_label(
+                session,
+                participant,
+                utc_now() - timedelta(seconds=settings.inactivity_timeout_s),
+            ),
+            "condition": monitor.participant_condition(participant.arm, participant.blocks),
             "trials": trials,
             "events": events,
             "summary": participant_summary(session, participant),
@@ -965,7 +983,7 @@ def analysis_page(
     user: ExperimenterDep,
     session: SessionDep,
     templates: TemplatesDep,
-    by: Annotated[str, Query(max_length=200)] = "condition",
+    by: Annotated[list[str] | None, Query(max_length=200)] = None,
     include_excluded: bool = False,
 ) -> Response:
     """Accuracy, RT and confidence per group with the figures (app.analysis)."""
@@ -975,11 +993,15 @@ def analysis_page(
 
     from app.analysis import AnalysisInputError, AnalysisInputWarning, analyze, parse_by
     from app.analysis.plots import draw_plots
+    from app.analysis.stats import DERIVED_COLUMNS
 
     experiment = auth.experiment_for(session, user, slug)
+    # Each `by` may itself list columns (`a, b`); an empty one adds nothing.
+    chosen = parse_by(",".join(["condition"] if by is None else by))
     context: dict[str, Any] = {
         "experiment": experiment,
-        "by": by,
+        "by": chosen,
+        "by_columns": [*RESPONSE_COLUMNS, *DERIVED_COLUMNS],
         "include_excluded": include_excluded,
         "analysis": None,
         "plots": [],
@@ -992,13 +1014,12 @@ def analysis_page(
     try:
         if frame.empty:
             raise AnalysisInputError("no answers yet")
-        groups = parse_by(by)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AnalysisInputWarning)
             result = analyze(
-                frame, groups, include_excluded=include_excluded, n_boot=ANALYSIS_N_BOOT
+                frame, chosen, include_excluded=include_excluded, n_boot=ANALYSIS_N_BOOT
             )
-            plots = draw_plots(frame, by=groups, include_excluded=include_excluded)
+            plots = draw_plots(frame, by=chosen, include_excluded=include_excluded)
         context["warnings"] = [
             str(w.message) for w in caught if issubclass(w.category, AnalysisInputWarning)
         ]
@@ -1010,6 +1031,18 @@ def analysis_page(
     except AnalysisInputError as exc:
         context["error"] = str(exc)
     return _page(request, templates, "analysis.html", context, user)
+
+
+# --- documentation ------------------------------------------------------------------------------
+
+
+@router.get("/docs/{name}.md")
+def doc_page(name: str, user: ExperimenterDep, settings: SettingsDep) -> Response:
+    """A page of the documentation (Markdown, shown as text) that the console links to."""
+    path = settings.docs_dir / f"{name}.md"
+    if not name.replace("_", "").isalnum() or not path.is_file():
+        raise NotFound(f"no document {name}.md")
+    return Response(path.read_text(encoding="utf-8"), media_type="text/plain; charset=utf-8")
 
 
 # --- users (admins) and the audit log -----------------------------------------------------------

@@ -270,6 +270,7 @@ def _participant_page(
         "participant": participant,
         "token": participant.token,
         "design": design,
+        "test_mode_banner": participant.test_mode,
     }
     if status == "enrolled":
         return templates.TemplateResponse(request, "participant/consent.html", context)

@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 Platform = Literal["prolific", "mturk", "lab"]
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+PROLIFIC_URL_PARAMETERS = (
+    "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+)
+"""Prolific replaces each `{{%NAME%}}` with the participant's, study's and session's id."""
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 _DESIGN_CACHE: OrderedDict[tuple[int, str, str], designs.Design] = OrderedDict()
 
@@ -141,6 +145,15 @@ def default_outcomes(platform: Platform, completion_code: str | None) -> dict[st
         # The screen check before consent failed: nobody was enrolled (a return, unpaid).
         "screen_too_small": {"code": None, "url": None},
     }
+
+
+def platform_link(base_url: str, link_code: str, platform: str) -> str:
+    """The URL to give the platform: for Prolific with its placeholders, which Prolific fills
+    in per participant; MTurk appends `workerId`, `assignmentId`, ... itself, and lab links
+    need nothing.
+    """
+    link = f"{base_url.rstrip('/')}/s/{link_code}"
+    return link + PROLIFIC_URL_PARAMETERS if platform == "prolific" else link
 
 
 def launch_session(

@@ -337,6 +337,8 @@ def iter_participant_rows(
             ),
             "feedback_text": participant.feedback_text or "",
             "feedback_at": _iso(participant.feedback_at),
+            "screen_w_px": "" if participant.screen_w_px is None else participant.screen_w_px,
+            "screen_h_px": "" if participant.screen_h_px is None else participant.screen_h_px,
         }
 
 

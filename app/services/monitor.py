@@ -23,6 +23,17 @@ STATUS_BUCKETS = ("started", "in_progress", "completed", "returned", "excluded",
 """`started`: enrolled or consented, not yet at the trials; `returned`: gave up or timed out
 (not seen for longer than the inactivity limit and not finished); `excluded`: failed the
 design's exclusion criteria (whatever the status)."""
+STATUS_LABELS = {
+    "started": "started",
+    "in_progress": "in progress",
+    "completed": "completed",
+    "returned": "returned / timed out",
+    "excluded": "excluded",
+    "declined": "no consent",
+}
+"""The words the console shows for each bucket (tiles, tables, a participant's page)."""
+NO_ARM = "no arms (within-subject)"
+"""The by-arm row of designs without arms: every participant sees every condition."""
 ACTIVE_LIST_LIMIT = 100
 
 
@@ -49,6 +60,30 @@ def status_bucket_expr(cutoff: datetime) -> Any:
         (Participant.status == "in_progress", "in_progress"),
         else_="started",
     )
+
+
+def status_label(session: Session, participant: Participant, cutoff: datetime) -> str:
+    """The console's word for one participant's status (same rule as `status_bucket_expr`)."""
+    bucket = session.scalar(
+        select(status_bucket_expr(cutoff)).where(Participant.id == participant.id)
+    )
+    return STATUS_LABELS[str(bucket)]
+
+
+def participant_condition(arm: str | None, blocks: list[dict[str, Any]]) -> str:
+    """What a participant is shown: the arm, else the main blocks' conditions in their order.
+
+    A within-subject participant has no arm but sees conditions in a counterbalanced order
+    (e.g. `natural → synthetic`); that order is what tells two of them apart.
+    """
+    if arm:
+        return arm
+    order: list[str] = []
+    for block in blocks:
+        condition = block.get("condition")
+        if block.get("kind") == "main" and condition and condition not in order:
+            order.append(condition)
+    return " → ".join(order)
 
 
 def accuracy_by_condition(session: Session, experiment: Experiment) -> list[dict[str, Any]]:
@@ -123,8 +158,9 @@ def live_summary(
             every 15 s) and not finished counts as `returned`.
 
     Returns:
-        `counts` per status bucket, `by_condition` (arm, or `all` for within-subject designs)
-        with counts per bucket, `active` participants with last-seen time and answers so far,
+        `counts` per status bucket, `by_condition` (per arm, or one `NO_ARM` row for
+        within-subject designs) with counts per bucket, `active` participants with last-seen
+        time, status (`STATUS_LABELS` word), condition (`participant_condition`) and answers,
         `median_duration_s` of completed participants (consent to completion),
         `accuracy` per condition of main trials so far (see `accuracy_by_condition`),
         `catch` failures (every non-test participant, excluded ones too: failed catch trials
@@ -141,7 +177,7 @@ def live_summary(
         select(Participant.arm, bucket, func.count()).where(real).group_by(Participant.arm, bucket)
     ):
         counts[name] += n
-        row = by_condition.setdefault(arm or "all", dict.fromkeys(STATUS_BUCKETS, 0))
+        row = by_condition.setdefault(arm or NO_ARM, dict.fromkeys(STATUS_BUCKETS, 0))
         row[name] += n
 
     answered = (
@@ -153,7 +189,8 @@ def live_summary(
         select(
             Participant.participant_number,
             Participant.arm,
-            Participant.status,
+            Participant.blocks,
+            bucket,
             Participant.last_seen_at,
             Participant.n_trials,
             func.coalesce(answered.c.n, 0),
@@ -172,14 +209,14 @@ def live_summary(
         {
             "participant": participant_label(number),
             "number": number,
-            "condition": arm or "",
-            "status": status,
+            "condition": participant_condition(arm, blocks),
+            "status": STATUS_LABELS[name],
             "last_seen_at": _iso(seen),
             "seen_s_ago": round((now - _aware(seen)).total_seconds()) if seen else None,  # type: ignore[operator]
             "answered": n_answered,
             "n_trials": n_trials,
         }
-        for number, arm, status, seen, n_trials, n_answered in active_rows
+        for number, arm, blocks, name, seen, n_trials, n_answered in active_rows
     ]
 
     durations = [

@@ -23,6 +23,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("PSYCHVIS_STIMULI_DIR", str(tmp_path / "stimuli"))
     monkeypatch.setenv("PSYCHVIS_BASE_URL", "https://study.example.org")
     monkeypatch.setenv("PSYCHVIS_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("PSYCHVIS_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
@@ -68,7 +69,11 @@ def test_cli_from_empty_database_to_export(cli_env: Path) -> None:
         "NOC0NSENT",
     ).strip()
     assert link.startswith("https://study.example.org/s/")
-    code = link.rsplit("/", 1)[1]
+    # Prolific fills in these placeholders; the link is useless to it without them.
+    assert link.endswith(
+        "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+    )
+    code = link.split("?")[0].rsplit("/", 1)[1]
     from app.db import make_engine, make_sessionmaker
     from app.services.experiments import get_session_by_link
 
@@ -127,3 +132,42 @@ def _check_exports(cli_env: Path, link_code: str) -> None:
     assert [p["platform_id"] for p in document["participants"]] == ["=real"]
     bad = CliRunner().invoke(app, ["export", "participants", "e1", "--platform-ids", "plain"])
     assert bad.exit_code == 1 and "raw or pseudonymised" in bad.output
+
+
+def test_stimuli_sample_satisfies_every_preset(cli_env: Path) -> None:
+    run("db", "upgrade")
+    out = run("stimuli", "sample", str(cli_env / "sample"), "--size", "16")
+    assert "NOT a real study's stimuli" in out
+    assert "imported psychvis-sample" in run("stimuli", "import", str(cli_env / "sample"))
+    for preset in ("demo", "paper-exp1", "paper-exp2", "imi"):
+        created = run(
+            "experiments",
+            "create",
+            f"e-{preset}",
+            "--stimuli",
+            "psychvis-sample",
+            "--design",
+            preset,
+        )
+        assert f"created experiment e-{preset}" in created
+    again = CliRunner().invoke(app, ["stimuli", "sample", str(cli_env / "sample")])
+    assert again.exit_code == 1 and "not empty" in again.output
+
+
+def test_stimuli_sample_for_one_preset_is_smaller(cli_env: Path) -> None:
+    out = run("stimuli", "sample", str(cli_env / "demo"), "--preset", "demo", "--size", "16")
+    assert "(456 images" in out  # 12 drawn looks of 38 images; demo has 13 units
+    manifest = (cli_env / "demo" / "manifest.json").read_text(encoding="utf-8")
+    assert '"id":"mixed3a:25"' not in manifest and '"id":"main:9"' in manifest
+
+
+def test_commands_log_warnings_only_unless_verbose(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PSYCHVIS_LOG_LEVEL")
+    get_settings.cache_clear()
+    quiet = CliRunner().invoke(app, ["db", "upgrade"], catch_exceptions=False)
+    assert quiet.exit_code == 0 and "INFO" not in quiet.output
+    assert f"data folder: {cli_env / 'home'}" in quiet.output
+    verbose = CliRunner().invoke(app, ["--verbose", "db", "current"], catch_exceptions=False)
+    assert verbose.exit_code == 0 and "INFO alembic" in verbose.output

@@ -282,3 +282,72 @@ def test_admin_manages_users_and_sees_the_audit_log(
     login(client, "new@example.org", "long enough pw")
     page = client.get("/dashboard/experiments/new")
     assert page.status_code == 200 and csrf_of(page.text)
+
+
+def test_console_words_links_and_test_mode_banner(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    owner = make_user(db_session, "owner@example.org")
+    experiment = make_experiment(db_session, demo_set, owner_id=owner.id)
+    db_session.commit()
+    token = login(client, "owner@example.org")
+    base = f"/dashboard/experiments/{experiment.slug}"
+    page = client.get(base).text
+    # One platform select: MTurk's mode is part of it, not a field shown beside Prolific.
+    assert "MTurk mode" not in page and 'value="mturk-sandbox"' in page
+    client.post(
+        f"{base}/sessions",
+        data={"csrf_token": token, "platform": "prolific", "completed_code": "OK123"},
+    )
+    client.post(f"{base}/sessions", data={"csrf_token": token, "platform": "mturk-live"})
+    launched = {
+        s.platform: s
+        for s in db_session.scalars(
+            select(ExperimentSession).where(ExperimentSession.experiment_id == experiment.id)
+        )
+    }
+    assert launched["mturk"].mturk_sandbox is False
+    page = client.get(base).text
+    prolific = launched["prolific"].link_code
+    assert (
+        f"/s/{prolific}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&amp;STUDY_ID={{{{%STUDY_ID%}}}}"
+        f"&amp;SESSION_ID={{{{%SESSION_ID%}}}}" in page
+    )
+    assert f'/s/{launched["mturk"].link_code}" class="link"' in page
+    assert '<a href="/dashboard/docs/console.md">' in page
+
+    # The test participant's pages carry the banner; a real participant's do not.
+    tried = client.post(f"{base}/try", data={"csrf_token": token}, follow_redirects=False)
+    assert "data-test-mode-banner" in client.get(tried.headers["location"]).text
+    ptoken = enrol(client, prolific, {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s"})
+    assert "data-test-mode-banner" not in client.get(f"/p/{ptoken}").text
+    assert client.post(
+        f"/p/{ptoken}/consent", data={"decision": "agree"}, follow_redirects=False
+    ).is_redirect
+
+    # A consented participant is "started" on the Live panel, the list and their own page,
+    # and their condition (no arms: the conditions of their main blocks in order; the demo
+    # design has one) is the same on all three.
+    live = client.get(f"/dashboard/api/experiments/{experiment.slug}/live").json()
+    (active,) = live["active"]
+    assert active["status"] == "started"
+    assert active["condition"] == "natural"
+    assert [row["condition"] for row in live["by_condition"]] == ["no arms (within-subject)"]
+    listing = client.get(f"{base}/participants").text
+    assert f"<td>{active['condition']}</td><td>started</td>" in listing
+    detail = client.get(f"{base}/participants/{active['number']}").text
+    assert "<dd data-status>started</dd>" in detail
+    assert f"<dd data-condition>{active['condition']}</dd>" in detail
+
+    # Group-by offers the valid columns; two choices group by both; docs links open.
+    analysis = client.get(f"{base}/analysis").text
+    assert '<select name="by" data-by="0">' in analysis
+    assert '<option value="condition" selected>' in analysis
+    assert '<option value="branch" >' in analysis
+    assert '<a href="/dashboard/docs/analysis.md">' in analysis
+    both = client.get(f"{base}/analysis", params=[("by", "condition"), ("by", "layer")]).text
+    assert '<option value="layer" selected>' in both
+    doc = client.get("/dashboard/docs/analysis.md")
+    assert doc.status_code == 200 and doc.text.startswith("#")
+    assert client.get("/dashboard/docs/nothing-here.md").status_code == 404
+    assert client.get("/dashboard/docs/..%2Fapp%2Fconfig.md").status_code == 404

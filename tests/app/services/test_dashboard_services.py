@@ -402,3 +402,17 @@ def test_responses_export_streams_100k_rows_in_bounded_memory(
     # streaming keeps the peak at a few chunks whatever the size.
     assert sink.size > n_rows * 300
     assert peak < 25_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_participant_condition_is_the_arm_or_the_order_of_main_conditions() -> None:
+    blocks = [
+        {"kind": "practice", "condition": "synthetic"},
+        {"kind": "main", "condition": "natural"},
+        {"kind": "main", "condition": "synthetic"},
+        {"kind": "main", "condition": "natural"},
+        {"kind": "repeated", "condition": "none"},
+    ]
+    assert monitor.participant_condition(None, blocks) == "natural → synthetic"
+    assert monitor.participant_condition("synthetic", blocks) == "synthetic"
+    assert monitor.participant_condition(None, []) == ""
+    assert set(monitor.STATUS_LABELS) == set(monitor.STATUS_BUCKETS)
