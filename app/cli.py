@@ -764,21 +764,24 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
 
     settings = _settings()
+    from app.db import autovacuum_warning
     from app.migrate import assert_schema_current
 
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         assert_schema_current(engine)
+        warning = autovacuum_warning(engine)
+        if warning:
+            logger.warning(warning)
+            typer.echo(f"warning: {warning}", err=True)
     except AppError as exc:
         _fail(exc.detail)
     finally:
         engine.dispose()
-    from app.http_protocol import HTTP_PROTOCOL
 
     uvicorn.run(
         "app.asgi:app_factory",
         factory=True,
-        http=HTTP_PROTOCOL,
         host=host,
         port=port,
         workers=workers,

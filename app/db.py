@@ -51,13 +51,19 @@ def pg_connect_args(url: str, *, generic_plans: bool = False) -> dict[str, Any]:
 
     `generic_plans=True`: every statement is prepared on first use and planned once per
     connection (`plan_cache_mode=auto` kept re-planning the answer statement, doubling its
-    CPU). Options in the URL (`?options=-c ...`) are kept, ours appended.
+    CPU), and sequential scans are ruled out wherever an index can serve (`enable_seqscan`
+    off). The answer path's statements all look rows up by indexed keys; a plan made while the
+    planner's statistics said "empty" (a fresh database, autovacuum off) would otherwise scan
+    whole tables, and a prepared plan is kept for the connection's life: answers slowed from
+    milliseconds to seconds within ten minutes of a study (docs/benchmarks.md). Options in the
+    URL (`?options=-c ...`) are kept, ours appended.
     """
     options = [str(o) for o in _url_options(url)]
     options.append("-c jit=off")
     args: dict[str, Any] = {}
     if generic_plans:
         options.append("-c plan_cache_mode=force_generic_plan")
+        options.append("-c enable_seqscan=off")
         args["prepare_threshold"] = 0
     args["options"] = " ".join(options)
     return args
@@ -146,3 +152,23 @@ def insert_ignoring_conflicts(table: Table, dialect: str) -> Insert:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def autovacuum_warning(engine: Engine) -> str | None:
+    """A warning when the PostgreSQL server runs without autovacuum, else None.
+
+    Without it nothing refreshes the planner's statistics or cleans dead rows: the answer path
+    is planned to stay on its indexes regardless (`pg_connect_args`), but other queries (the
+    console's, block ends) can slow down as a study grows. SQLite: None.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        setting = conn.exec_driver_sql("SHOW autovacuum").scalar()
+    if str(setting).lower() in ("on", "true", "1"):
+        return None
+    return (
+        "PostgreSQL runs with autovacuum off: planner statistics go stale and dead rows pile "
+        "up as a study grows; turn it on (postgresql.conf: autovacuum = on) or run ANALYZE "
+        "regularly (docs/deploy.md)"
+    )

@@ -51,7 +51,6 @@ def browser_settings(root: Path, port: int, name: str) -> Settings:
 def serve_app(settings: Settings, port: int) -> Iterator[str]:
     """Run `create_app(settings)` with uvicorn in a daemon thread; yield its base URL."""
     uvicorn = pytest.importorskip("uvicorn")
-    from app.http_protocol import HTTP_PROTOCOL
     from app.main import create_app
 
     server = uvicorn.Server(
@@ -60,7 +59,6 @@ def serve_app(settings: Settings, port: int) -> Iterator[str]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            http=HTTP_PROTOCOL,  # as `psychvis serve` runs it
         )
     )
 
