@@ -62,9 +62,6 @@ class Settings(BaseSettings):
     for Postgres; more only add GIL and lock contention (docs/benchmarks.md: 4 per worker beat
     20 by ~20 % in answers/s; 2 served as many as 4 and cut the answers' p99 while 1,000
     participants arrived at once, session 4). Raise it when Postgres is a network hop away."""
-    answer_lane: bool = True
-    """PostgreSQL: answer the common `POST .../responses` from the event loop before FastAPI
-    (`app.fast_lane`). Off, every answer goes through the route (same results)."""
     check_schema: bool = True
     """Refuse to start when the database schema is not at the Alembic head."""
     inactivity_timeout_s: int = 30 * 60

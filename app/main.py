@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,6 @@ from app.errors import (
     AppError,
     NotAuthenticated,
 )
-from app.fast_lane import ANSWER_PATH, AnswerFastLane, AnswerLanePool, send_json
 from app.log import configure_logging
 from app.migrate import assert_schema_current
 from app.routes import dashboard, images, participant
@@ -33,6 +33,24 @@ from app.routes.deps import status_for
 from app.templating import make_templates
 
 logger = logging.getLogger(__name__)
+
+ANSWER_PATH = re.compile(r"/api/p/([A-Za-z0-9_-]{1,64})/responses")
+"""The answer route: admitted before anything else that waits (AdmissionLimitMiddleware)."""
+
+
+async def send_json(send: Send, data: bytes, status: int = 200) -> None:
+    """A complete JSON response written straight to ASGI (no Starlette Response object)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 def _wants_json(request: Request) -> bool:
@@ -124,8 +142,8 @@ class AdmissionLimitMiddleware:
 
     Participant requests are also limited on their own (`participant_limit`, at most `limit`):
     a few at once keep a worker busy, more only contend for the GIL; slow experimenter requests
-    (exports) cannot take the participants' places. Answers that reach the routes (block ends,
-    retries; all answers without the fast lane) are urgent: they are admitted before the
+    (exports) cannot take the participants' places. Answers are urgent: they are admitted
+    before the
     waiting landing pages, enrolments and other pages (`app.admission`), so that a study's
     arrival does not hold up the trials of those who started.
     """
@@ -198,12 +216,6 @@ def create_app(settings: Settings) -> FastAPI:
         else None
     )
 
-    lane_pool = (
-        AnswerLanePool(settings.database_url, settings.participant_concurrency)
-        if answer_engine is not None and settings.answer_lane
-        else None
-    )
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.check_schema:
@@ -212,8 +224,6 @@ def create_app(settings: Settings) -> FastAPI:
         engine.dispose()
         if answer_engine is not None:
             answer_engine.dispose()
-        if lane_pool is not None:
-            await lane_pool.close()
 
     app = FastAPI(
         title="psychvis",
@@ -290,24 +300,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.mount("/static", CachedStaticFiles(directory=str(settings.static_dir)), name="static")
     # Innermost first (each add_middleware wraps what came before): the admission limit in front
-    # of the routes, the answer lane, the body limit, Server-Timing outermost of ours.
+    # of the routes, the body limit, Server-Timing outermost of ours.
     # make_engine's pool holds pool_size + max_overflow = 2 * db_pool_size connections.
     app.add_middleware(
         AdmissionLimitMiddleware,
         limit=2 * settings.db_pool_size,
         participant_limit=settings.participant_concurrency,
     )
-    if lane_pool is not None:
-        # In front of the admission limit: an answer the lane stores and acknowledges never
-        # waits for a slot held by a slow routed request (an enrolment waiting for the
-        # experiment's row lock, a block end); the lane's own pool bounds its concurrency.
-        # What it leaves to the route (block ends, retries, errors) queues for admission.
-        app.add_middleware(
-            AnswerFastLane,
-            pool=lane_pool,
-            ahead=settings.preload_ahead,
-            sessionmaker=app.state.sessionmaker,
-        )
     app.add_middleware(
         BodyLimitMiddleware,
         max_api_bytes=settings.max_body_bytes,

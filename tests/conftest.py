@@ -109,9 +109,6 @@ def settings(database_url: str, stimuli_dir: Path) -> Settings:
         secret_key="test-" + "x" * 40,
         stimuli_dir=stimuli_dir,
         log_level="WARNING",
-        # The lane's own connections cannot see a test's rolled-back transaction; the route
-        # runs the same statement inside it. tests/app/routes/test_fast_answer.py tests the lane.
-        answer_lane=False,
     )
 
 
@@ -189,11 +186,8 @@ def committed_app(
     request: pytest.FixtureRequest, postgres_server_url: str, demo_set_path: Path, tmp_path: Path
 ) -> Iterator[tuple[TestClient, str, Engine]]:
     """The production wiring (no session override) on a PostgreSQL database of its own, with
-    committed data: (client, study link, engine). For the answer fast lane, whose own
-    connections cannot see a test's rolled-back transaction.
-
-    Parametrised indirectly with `answer_lane` (default True, as in production).
-    """
+    committed data: (client, study link, engine). For the one-statement answer on its own
+    autocommit connections, which cannot see a test's rolled-back transaction."""
     from app.db import make_sessionmaker
     from app.main import create_app
     from app.services.blobs import BlobStore
@@ -217,7 +211,6 @@ def committed_app(
             secret_key="test-" + "x" * 40,
             stimuli_dir=tmp_path,
             log_level="WARNING",
-            answer_lane=getattr(request, "param", True),
         )
         with TestClient(create_app(settings)) as client:
             yield client, link, engine

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -38,8 +37,8 @@ from app.schemas import (
 )
 from app.services import participants as participant_service
 from app.services import trials as trial_service
+from app.services.answers import submit_answer
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
-from app.services.fast_answer import StoredAnswer, answer_in_one_statement
 from app.services.instructions import instruction_facts
 
 logger = logging.getLogger(__name__)
@@ -428,94 +427,24 @@ async def get_next(token: str, session: SessionDep, settings: SettingsDep) -> An
 async def post_response(
     token: str, session: SessionDep, settings: SettingsDep, body: BodyDep, request: Request
 ) -> Any:
-    """Store an answer exactly once; the acknowledgement carries correctness and the next step.
-
-    Async with one thread-pool hop for the database work (a sync route with sync dependencies
-    took three): this is the request every participant sends every few seconds.
-    """
+    """Store an answer exactly once; the acknowledgement carries correctness and the next step."""
+    # Async with one thread-pool hop for all database work: the request every participant sends
+    # every few seconds (app.services.answers).
     submit: ResponseSubmit = _parse(ResponseSubmit, body)
     via_beacon = request.headers.get("content-type", "").startswith("text/plain")
-    ack = await run_in_threadpool(
-        _answer,
+    check_token(token)
+    answered = await run_in_threadpool(
+        submit_answer,
         session,
-        settings,
+        participant_by_token,
         token,
         submit,
-        via_beacon,
-        request.app.state.answer_engine,
-        getattr(request.state, "answer_stored", None),
+        via_beacon=via_beacon,
+        ahead=settings.preload_ahead,
+        autocommit_engine=request.app.state.answer_engine,
     )
-    if isinstance(ack, bytes):
-        return Response(ack, media_type="application/json")
-    return ack
-
-
-def _answer(
-    session: Session,
-    settings: Any,
-    token: str,
-    submit: ResponseSubmit,
-    via_beacon: bool,
-    answer_engine: Any = None,
-    stored_by_lane: StoredAnswer | None = None,
-) -> bytes | dict[str, Any]:
-    """The answer's database work: one statement for the common case, else the general path.
-
-    After the one statement stored an answer on its own autocommit connection, the general
-    path (block end) runs in a new transaction and sees it as stored; were that to fail, the
-    client's retry with the same response_uuid redoes the block end (it is idempotent).
-    """
-    check_token(token)
-    stored = stored_by_lane  # app.fast_lane stored it and left the rest to this route
-    if stored is None and session.get_bind().dialect.name == "postgresql":
-        fast = answer_in_one_statement(
-            session,
-            token,
-            submit,
-            via_beacon=via_beacon,
-            ahead=settings.preload_ahead,
-            autocommit_engine=answer_engine,
-        )
-        if fast.ack is not None:
-            session.commit()
-            # Built like the general path's dict, so the response model holds it (tests check
-            # both paths give the same bytes); serialised here without re-validation.
-            return json.dumps(fast.ack, separators=(",", ":")).encode()
-        stored = fast.answer
-    participant = participant_by_token(session, token)
-    duplicate = False
-    if stored is None:
-        recorded = trial_service.record_response(
-            session, participant, submit, via_beacon=via_beacon
-        )
-        trial = recorded.trial
-        stored = StoredAnswer(
-            trial.trial_index, trial.block_index, trial.query_order, recorded.response.correct
-        )
-        duplicate = recorded.duplicate
-        n_done = recorded.n_done
-    else:
-        # Stored a moment ago by the one statement, which checked that this was the current
-        # trial (done count = its index): not read back, counted or checked again.
-        n_done = stored.trial_index + 1
-    # Idempotent: a retried last answer of a block gets its block feedback again.
-    block_end = trial_service.finish_block(
-        session, participant, stored.block_index, stored.trial_index
-    )
-    # The count is known unless practice attempts were skipped: saves a query per answer.
-    n_answered = n_done if block_end is None or not block_end.skipped else None
-    next_step = trial_service.next_step(
-        session, participant, n_answered=n_answered, ahead=settings.preload_ahead
-    )
-    session.commit()
-    return {
-        "trial_index": stored.trial_index,
-        "duplicate": duplicate,
-        "correct": stored.correct,
-        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
-        "block_end": block_end.feedback if block_end is not None else None,
-        "next": next_step,
-    }
+    # Built as ResponseAck describes it (tests check); serialised without re-validation.
+    return Response(answered.json(), media_type="application/json")
 
 
 @api.post("/events", response_model=EventsAck, openapi_extra=_json_body_schema(EventBatch))

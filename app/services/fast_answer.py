@@ -195,16 +195,26 @@ def ack_from_row(
             "preload": preload_urls(trial["display"] for trial in upcoming[1:]),
         }
     return FastAnswer(
-        answer=stored,
-        ack={
-            "trial_index": submit.trial_index,
-            "duplicate": False,
-            "correct": stored.correct,
-            "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
-            "block_end": None,
-            "next": nxt,
-        },
+        answer=stored, ack=acknowledgement(stored, duplicate=False, block_end=None, next_step=nxt)
     )
+
+
+def acknowledgement(
+    stored: StoredAnswer,
+    *,
+    duplicate: bool,
+    block_end: dict[str, Any] | None,
+    next_step: dict[str, Any],
+) -> dict[str, Any]:
+    """The acknowledgement of a stored answer (`ResponseAck`), whichever way it was stored."""
+    return {
+        "trial_index": stored.trial_index,
+        "duplicate": duplicate,
+        "correct": stored.correct,
+        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
+        "block_end": block_end,
+        "next": next_step,
+    }
 
 
 def answer_in_one_statement(
@@ -225,7 +235,6 @@ def answer_in_one_statement(
     connection, as tests bind theirs to run routes inside a transaction that is rolled back —
     it runs in the session's transaction and the caller commits.
     Returns `ack=None` for every case the general path handles (see the module docstring).
-    `app.fast_lane` runs the same statement from the event loop, before FastAPI.
     """
     params = statement_params(
         token, submit, via_beacon=via_beacon, ahead=ahead, received_at=received_at

@@ -328,7 +328,7 @@ async def run_session(
         reply = await call(client, stats, "answer", "POST", f"/api/p/{token}/responses", json=body)
         ack = reply.json()
         if stats.measuring:
-            # Block ends take the route (feedback, exclusions), the others the fast lane.
+            # Block ends take the general path (feedback, exclusions), the others one statement.
             kind = ANSWER_WITHIN_BLOCK if ack["block_end"] is None else ANSWER_BLOCK_END
             stats.latency_ms[kind].append(reply.elapsed_ms)
         if ack["trial_index"] != trial_index:

@@ -28,9 +28,10 @@ from sqlalchemy import event, select
 
 from app.db import make_engine, make_sessionmaker
 from app.models import Participant
-from app.routes.participant import _answer
+from app.routes.deps import participant_by_token
 from app.schemas import ResponseSubmit
 from app.services import participants as participant_service
+from app.services.answers import submit_answer
 from app.services.experiments import get_session_by_link
 from bench.load.loadgen import answer_body
 
@@ -40,7 +41,7 @@ cli = typer.Typer(add_completion=False)
 def answer_once(
     factory: Any, token: str, body: dict[str, Any], timings: dict[str, list[float]]
 ) -> bool:
-    """One answer through the route's own database function; False once the session is done.
+    """One answer through the answer path (`app.services.answers.submit_answer`); False once the session is done.
 
     Records wall and CPU milliseconds per answer, separately for answers the one-statement path
     acknowledged (`fast_*`) and those the general path finished (`general_*`).
@@ -48,10 +49,18 @@ def answer_once(
     wall, cpu = time.perf_counter(), time.process_time()
     with factory() as session:
         submit = ResponseSubmit.model_validate_json(json.dumps(body))
-        ack = _answer(session, SETTINGS, token, submit, False, ANSWER_ENGINE.get("engine"))
+        answered = submit_answer(
+            session,
+            participant_by_token,
+            token,
+            submit,
+            via_beacon=False,
+            ahead=SETTINGS.preload_ahead,
+            autocommit_engine=ANSWER_ENGINE.get("engine"),
+        )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    path = "fast" if isinstance(ack, bytes) else "general"
-    data = json.loads(ack) if isinstance(ack, bytes) else ack
+    path = "fast" if answered.one_statement else "general"
+    data = answered.ack
     timings[f"{path}_wall"].append(wall * 1000)
     timings[f"{path}_cpu"].append(cpu * 1000)
     return bool(data["next"]["step"] == "trial")

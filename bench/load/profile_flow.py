@@ -257,7 +257,6 @@ async def run(
     participants: int,
     profile: str | None,
     sql: str | None,
-    answer_lane: bool = True,
     browser: bool = True,
 ) -> None:
     settings = Settings(
@@ -266,7 +265,6 @@ async def run(
         env="test",
         secret_key=SecretStr("bench-" + "x" * 40),
         log_level="WARNING",
-        answer_lane=answer_lane,
     )
     app = create_app(settings)
     dbname = database_url.rsplit("/", 1)[-1].split("?")[0]
@@ -332,7 +330,6 @@ def main(
     sql: Annotated[
         str | None, typer.Option(help="list the SQL of this endpoint's last request, timed")
     ] = None,
-    answer_lane: Annotated[bool, typer.Option(help="the answer fast lane (app.fast_lane)")] = True,
     api_only: Annotated[
         bool, typer.Option(help="only the API calls: no pages after form posts, no heartbeat")
     ] = False,
@@ -346,7 +343,6 @@ def main(
             participants,
             profile,
             sql,
-            answer_lane,
             browser=not api_only,
         )
     )

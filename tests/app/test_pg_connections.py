@@ -6,7 +6,6 @@ JIT compiled the answer statement on every execution once the planner's estimate
 
 from __future__ import annotations
 
-import asyncio
 import re
 from urllib.parse import quote
 
@@ -14,7 +13,6 @@ import pytest
 from sqlalchemy import text
 
 from app.db import make_engine
-from app.fast_lane import AnswerLanePool
 
 
 def _settings(url: str, *, generic_plans: bool = False) -> dict[str, str]:
@@ -54,21 +52,6 @@ def test_the_answer_engine_runs_without_jit_and_plans_once(
         "statement_timeout": statement_timeout,
         "enable_seqscan": "off",
     }
-
-
-def test_the_fast_lanes_pool_runs_without_jit_and_plans_once(postgres_server_url: str) -> None:
-    async def show() -> tuple[str, str]:
-        lane = AnswerLanePool(postgres_server_url, 1)
-        try:
-            pool = await lane.get()
-            async with pool.connection() as conn:
-                jit = await (await conn.execute("SHOW jit")).fetchone()
-                mode = await (await conn.execute("SHOW plan_cache_mode")).fetchone()
-                return jit[0], mode[0]
-        finally:
-            await lane.close()
-
-    assert asyncio.run(show()) == ("off", "force_generic_plan")
 
 
 def test_the_answer_statement_stays_on_indexes_with_stale_statistics(

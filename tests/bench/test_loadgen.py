@@ -1,4 +1,4 @@
-"""bench.load.loadgen against the real server (uvicorn, the answer fast lane, PostgreSQL): the
+"""bench.load.loadgen against the real server (uvicorn, the production wiring, PostgreSQL): the
 request sequence a browser sends, and the stored-exactly-once check it reports.
 
 The benchmark figures in docs/benchmarks.md rest on this generator; these tests keep it

@@ -113,20 +113,20 @@ def test_participant_api_survives_schema_fuzzing(
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_answer_fast_lane_survives_schema_fuzzing(
+def test_answers_on_autocommit_connections_survive_schema_fuzzing(
     committed_app: tuple[TestClient, str, Engine], mode: GenerationMode
 ) -> None:
-    """The same fuzzing of `POST .../responses` with the answer fast lane on (production
-    wiring, committed data): the lane writes its acknowledgements itself, past FastAPI's response
-    model, and hands everything else to the route."""
+    """The same fuzzing of `POST .../responses` in the production wiring (committed data): the
+    one statement runs on its own autocommit connections, and the acknowledgement is written
+    as JSON bytes past FastAPI's response model."""
     client, link, engine = committed_app
     started = client.post(
-        f"/s/{link}/start", data={"PROLIFIC_PID": "fuzz-lane"}, follow_redirects=False
+        f"/s/{link}/start", data={"PROLIFIC_PID": "fuzz-wired"}, follow_redirects=False
     )
     token = started.headers["location"].removeprefix("/p/")
     client.post(f"/p/{token}/consent", data={"decision": "agree"})
     client.post(f"/p/{token}/instructions")
-    # One valid answer first, stored by the lane: the fuzzed requests then meet a participant in
+    # One valid answer first, stored by the one statement: the fuzzed requests then meet a participant in
     # the middle of the task (most are refused: not the current trial, or invalid).
     first = client.post(f"/api/p/{token}/responses", json=answer(0))
     assert first.status_code == 200 and first.json()["trial_index"] == 0

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-import app.routes.participant as participant_routes
+import app.services.answers as answer_service
 from app.models import Participant, StimulusSet, TrialResponse
 from app.schemas import ResponseAck
 from app.services import trials as trial_service
@@ -27,14 +27,14 @@ def fast_outcomes(
     if db_session.get_bind().dialect.name != "postgresql":
         pytest.skip("the one-statement path is PostgreSQL's")
     outcomes: list[tuple[int, FastAnswer]] = []
-    real = participant_routes.answer_in_one_statement
+    real = answer_service.answer_in_one_statement
 
     def spy(session: Session, token: str, submit: Any, **kwargs: Any) -> FastAnswer:
         result = real(session, token, submit, **kwargs)
         outcomes.append((submit.trial_index, result))
         return result
 
-    monkeypatch.setattr(participant_routes, "answer_in_one_statement", spy)
+    monkeypatch.setattr(answer_service, "answer_in_one_statement", spy)
     return outcomes
 
 
@@ -155,36 +155,11 @@ def _whole_session_dropping_connections(
     return token, acks
 
 
-def test_fast_lane_acknowledges_from_the_event_loop_and_survives_dropped_connections(
-    committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client, link, engine = committed_app
-    routed: list[tuple[int, bool]] = []
-    real = participant_routes._answer
-
-    def spy(session: Session, settings: Any, token: str, submit: Any, *args: Any) -> Any:
-        routed.append((submit.trial_index, args[-1]))  # (trial, stored by the lane)
-        return real(session, settings, token, submit, *args)
-
-    monkeypatch.setattr(participant_routes, "_answer", spy)
-    token, _ = _whole_session_dropping_connections(client, engine, link, "fast-lane")
-    with engine.connect() as conn:
-        blocks = conn.exec_driver_sql(
-            "SELECT blocks FROM participant WHERE token = %(t)s", {"t": token}
-        ).scalar_one()
-    block_ends = {sum(b["n_trials"] for b in blocks[: k + 1]) - 1 for k in range(len(blocks))}
-    # The route saw only block ends, each already stored by the lane (plus, at most, the two
-    # answers after the dropped connections, if the lane's retry failed too).
-    assert {i for i, _ in routed} >= block_ends
-    assert len(routed) <= len(block_ends) + 2
-    assert all(stored_by_lane for i, stored_by_lane in routed if i in block_ends)
-
-
-def test_fast_lane_leaves_retries_bad_input_and_beacons_to_the_route_rules(
+def test_production_wiring_keeps_the_rules_for_retries_bad_input_and_beacons(
     committed_app: tuple[TestClient, str, Engine],
 ) -> None:
     client, link, engine = committed_app
-    token = enrol(client, link, {"PROLIFIC_PID": "fast-lane-rules"})
+    token = enrol(client, link, {"PROLIFIC_PID": "wired-rules"})
     start_task(client, token)
     url = f"/api/p/{token}/responses"
     first = answer(0)
@@ -209,13 +184,12 @@ def test_fast_lane_leaves_retries_bad_input_and_beacons_to_the_route_rules(
     assert [tuple(r) for r in rows] == [(0, False), (1, True)]
 
 
-@pytest.mark.parametrize("committed_app", [False], indirect=True)
-def test_without_the_lane_the_route_stores_in_one_autocommit_statement_and_survives_drops(
+def test_the_route_stores_in_one_autocommit_statement_and_survives_dropped_connections(
     committed_app: tuple[TestClient, str, Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, link, engine = committed_app
     outcomes: list[FastAnswer] = []
-    real = participant_routes.answer_in_one_statement
+    real = answer_service.answer_in_one_statement
 
     def spy(*args: Any, **kwargs: Any) -> FastAnswer:
         assert kwargs["autocommit_engine"] is not None
@@ -223,7 +197,7 @@ def test_without_the_lane_the_route_stores_in_one_autocommit_statement_and_survi
         outcomes.append(result)
         return result
 
-    monkeypatch.setattr(participant_routes, "answer_in_one_statement", spy)
+    monkeypatch.setattr(answer_service, "answer_in_one_statement", spy)
     _, acks = _whole_session_dropping_connections(client, engine, link, "fast-autocommit")
     assert sum(1 for o in outcomes if o.ack is not None) > len(acks) // 2
 
