@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import designs
+from app.cache import LruCache
 from app.errors import Conflict, DesignInvalid, InvalidInput, NotFound
 from app.models import Experiment, ExperimentSession, StimulusSet
 from app.services.stimuli import catalog_of
@@ -26,7 +26,8 @@ PROLIFIC_URL_PARAMETERS = (
 )
 """Prolific replaces each `{{%NAME%}}` with the participant's, study's and session's id."""
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
-_DESIGN_CACHE: OrderedDict[tuple[int, str, str], designs.Design] = OrderedDict()
+_DESIGNS: LruCache[tuple[int, str, str], designs.Design] = LruCache(maxsize=256)
+_TRIAL_COUNTS: LruCache[tuple[int, str, str], int] = LruCache(maxsize=256)
 
 
 def read_design_source(source: str) -> tuple[str, str]:
@@ -49,37 +50,27 @@ def _cache_key(experiment: Experiment) -> tuple[int, str, str]:
 
 def design_of(experiment: Experiment) -> designs.Design:
     """The experiment's parsed design (cached: an experiment's design never changes)."""
-    key = _cache_key(experiment)
-    found = _DESIGN_CACHE.get(key)
-    if found is None:
-        found = designs.parse_design(experiment.design_toml, name=experiment.design_name)
-        _DESIGN_CACHE[key] = found
-        while len(_DESIGN_CACHE) > 256:
-            _DESIGN_CACHE.popitem(last=False)
-    return found
-
-
-_TRIAL_COUNT_CACHE: OrderedDict[tuple[int, str, str], int] = OrderedDict()
+    return _DESIGNS.get(
+        _cache_key(experiment),
+        lambda: designs.parse_design(experiment.design_toml, name=experiment.design_name),
+    )
 
 
 def trials_per_participant(experiment: Experiment) -> int:
     """Trials in the first participant's schedule (the longest arm's, for designs with
     between-subject arms): the landing page's time estimate (cached;
     generating a schedule costs ~0.6 ms, and the landing page is shown to every visitor)."""
-    key = _cache_key(experiment)
-    found = _TRIAL_COUNT_CACHE.get(key)
-    if found is None:
+
+    def count() -> int:
         design = design_of(experiment)
         catalog = catalog_of(experiment.stimulus_set)
         # Between-subject arms may differ in length: the estimate is the longest arm's.
-        found = max(
+        return max(
             len(designs.generate_schedule(design, catalog, 1, arm=arm).trials)
             for arm in (design.arms or (None,))
         )
-        _TRIAL_COUNT_CACHE[key] = found
-        while len(_TRIAL_COUNT_CACHE) > 256:
-            _TRIAL_COUNT_CACHE.popitem(last=False)
-    return found
+
+    return _TRIAL_COUNTS.get(_cache_key(experiment), count)
 
 
 def create_experiment(

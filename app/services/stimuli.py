@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -14,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.cache import LruCache
 from app.errors import Conflict, ManifestInvalid, NotFound
 from app.models import StimulusImage, StimulusSet, StimulusUnit
 from app.schedule import Catalog
@@ -168,19 +168,13 @@ def manifest_of(stimulus_set: StimulusSet) -> StimulusManifest:
     return StimulusManifest.model_validate(stimulus_set.manifest)
 
 
-_CATALOGS: OrderedDict[tuple[int, str, str], Catalog] = OrderedDict()
+_CATALOGS: LruCache[tuple[int, str, str], Catalog] = LruCache(maxsize=32)
 
 
 def catalog_of(stimulus_set: StimulusSet) -> Catalog:
     """The set's units as designs see them (cached: an imported set never changes)."""
     key = (stimulus_set.id, stimulus_set.slug, stimulus_set.imported_at.isoformat())
-    found = _CATALOGS.get(key)
-    if found is None:
-        found = catalog_from_manifest(manifest_of(stimulus_set))
-        _CATALOGS[key] = found
-        while len(_CATALOGS) > 32:
-            _CATALOGS.popitem(last=False)
-    return found
+    return _CATALOGS.get(key, lambda: catalog_from_manifest(manifest_of(stimulus_set)))
 
 
 def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[str, str]:
