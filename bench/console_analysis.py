@@ -117,7 +117,7 @@ def bench(url: str | None, preset: str, n_participants: int, n_answers: int, rel
             session.commit()
         engine.dispose()
         after_answer = timed()
-    print(  # noqa: T201
+    print(
         f"{preset}: {n_participants} participants x {n_answers} answers; "
         f"first load {first:.0f} ms; reloads (n={reloads}) median "
         f"{statistics.median(again):.1f} ms, max {max(again):.1f} ms; "
