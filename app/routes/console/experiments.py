@@ -1,12 +1,12 @@
-"""Experiments: the create form, an experiment's page (sessions, live numbers, sharing),
-its export settings and the schedule preview."""
+"""Experiments: the create form, an experiment's page (sessions, live numbers, sharing) and
+its export settings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app import designs
@@ -26,7 +26,6 @@ from app.services.stimuli import get_stimulus_set, list_stimulus_sets
 
 router = APIRouter()
 
-PREVIEW_MAX_PARTICIPANT = 100_000
 DESIGN_FILE_MAX_BYTES = 1024 * 1024
 
 
@@ -150,30 +149,3 @@ def experiment_settings(
     )
     session.commit()
     return see_other(f"/dashboard/experiments/{experiment.slug}")
-
-
-@router.get("/experiments/{slug}/preview", response_class=HTMLResponse)
-def experiment_preview(
-    request: Request,
-    slug: str,
-    user: ExperimenterDep,
-    session: SessionDep,
-    templates: TemplatesDep,
-    participant: Annotated[int, Query(ge=1, le=PREVIEW_MAX_PARTICIPANT)] = 1,
-) -> Response:
-    """Participant N's schedule (as balanced assignment would give it)."""
-    experiment = auth.experiment_for(session, user, slug)
-    preview = experiment_service.preview_schedule(experiment, participant)
-    return page(
-        request,
-        templates,
-        "preview.html",
-        {
-            "experiment": experiment,
-            "number": participant,
-            "schedule": preview.schedule,
-            "rows": preview.rows,
-            "text": preview.text,
-        },
-        user,
-    )
