@@ -28,7 +28,7 @@ from app.errors import (
 )
 from app.log import configure_logging
 from app.migrate import assert_schema_current
-from app.routes import dashboard, images, participant
+from app.routes import console, images, participant
 from app.routes.deps import status_for
 from app.templating import make_templates
 
@@ -282,7 +282,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(participant.pages)
     app.include_router(participant.api)
     app.include_router(images.router)
-    app.include_router(dashboard.router)
+    app.include_router(console.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -361,6 +361,11 @@ def visible_experiments(session: Session, user: User) -> list[Experiment]:
     return list(session.scalars(visible_experiments_query(user).order_by(Experiment.id.desc())))
 
 
+def may_share(user: User, experiment: Experiment) -> bool:
+    """Whether `user` may share the experiment or take a share back (its owner, or an admin)."""
+    return user.role == "admin" or experiment.owner_id == user.id
+
+
 def experiment_for(session: Session, user: User, slug: str) -> Experiment:
     """The experiment named `slug` if `user` may see it.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,8 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import designs
+from app.cache import LruCache
 from app.errors import Conflict, DesignInvalid, InvalidInput, NotFound
 from app.models import Experiment, ExperimentSession, StimulusSet
+from app.schedule import Schedule
 from app.services.stimuli import catalog_of
 
 logger = logging.getLogger(__name__)
@@ -26,7 +29,12 @@ PROLIFIC_URL_PARAMETERS = (
 )
 """Prolific replaces each `{{%NAME%}}` with the participant's, study's and session's id."""
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
-_DESIGN_CACHE: OrderedDict[tuple[int, str, str], designs.Design] = OrderedDict()
+OUTCOMES = ("completed", "failed_checks", "no_consent", "screen_too_small")
+"""How a participant's visit can end; each may send them on with a code and a URL."""
+TEST_SESSION_LABEL = "test mode"
+"""The label of the lab session that experimenters take part through in test mode."""
+_DESIGNS: LruCache[tuple[int, str, str], designs.Design] = LruCache(maxsize=256)
+_TRIAL_COUNTS: LruCache[tuple[int, str, str], int] = LruCache(maxsize=256)
 
 
 def read_design_source(source: str) -> tuple[str, str]:
@@ -42,44 +50,34 @@ def read_design_source(source: str) -> tuple[str, str]:
     return source, text
 
 
-def _cache_key(experiment: Experiment) -> tuple[int, str, str]:
+def cache_key(experiment: Experiment) -> tuple[int, str, str]:
     """Identifies an experiment's unchanging design across databases (ids alone are reused)."""
     return (experiment.id, experiment.slug, experiment.created_at.isoformat())
 
 
 def design_of(experiment: Experiment) -> designs.Design:
     """The experiment's parsed design (cached: an experiment's design never changes)."""
-    key = _cache_key(experiment)
-    found = _DESIGN_CACHE.get(key)
-    if found is None:
-        found = designs.parse_design(experiment.design_toml, name=experiment.design_name)
-        _DESIGN_CACHE[key] = found
-        while len(_DESIGN_CACHE) > 256:
-            _DESIGN_CACHE.popitem(last=False)
-    return found
-
-
-_TRIAL_COUNT_CACHE: OrderedDict[tuple[int, str, str], int] = OrderedDict()
+    return _DESIGNS.get(
+        cache_key(experiment),
+        lambda: designs.parse_design(experiment.design_toml, name=experiment.design_name),
+    )
 
 
 def trials_per_participant(experiment: Experiment) -> int:
     """Trials in the first participant's schedule (the longest arm's, for designs with
     between-subject arms): the landing page's time estimate (cached;
     generating a schedule costs ~0.6 ms, and the landing page is shown to every visitor)."""
-    key = _cache_key(experiment)
-    found = _TRIAL_COUNT_CACHE.get(key)
-    if found is None:
+
+    def count() -> int:
         design = design_of(experiment)
         catalog = catalog_of(experiment.stimulus_set)
         # Between-subject arms may differ in length: the estimate is the longest arm's.
-        found = max(
+        return max(
             len(designs.generate_schedule(design, catalog, 1, arm=arm).trials)
             for arm in (design.arms or (None,))
         )
-        _TRIAL_COUNT_CACHE[key] = found
-        while len(_TRIAL_COUNT_CACHE) > 256:
-            _TRIAL_COUNT_CACHE.popitem(last=False)
-    return found
+
+    return _TRIAL_COUNTS.get(cache_key(experiment), count)
 
 
 def create_experiment(
@@ -91,6 +89,7 @@ def create_experiment(
     title: str | None = None,
     design_text: str | None = None,
     owner_id: int | None = None,
+    platform_id_export: Literal["raw", "pseudonymised"] = "pseudonymised",
 ) -> Experiment:
     """Create an experiment; the design is checked against the stimulus set first.
 
@@ -99,6 +98,7 @@ def create_experiment(
             design's name (e.g. an uploaded file's stem).
         design_text: the design TOML itself (dashboard uploads).
         owner_id: the owning dashboard user (None: admins only, e.g. CLI-created).
+        platform_id_export: how participants.csv writes platform ids.
 
     Raises:
         DesignInvalid: the design is broken or needs what the set lacks.
@@ -121,6 +121,7 @@ def create_experiment(
         design_name=name,
         design_toml=text,
         owner_id=owner_id,
+        platform_id_export=platform_id_export,
     )
     session.add(experiment)
     session.flush()
@@ -207,6 +208,108 @@ def get_session_by_link(session: Session, link_code: str) -> ExperimentSession:
     if found is None:
         raise NotFound("this study link does not exist")
     return found
+
+
+def sessions_of(session: Session, experiment: Experiment) -> list[ExperimentSession]:
+    """The experiment's sessions, newest first."""
+    return list(
+        session.scalars(
+            select(ExperimentSession)
+            .where(ExperimentSession.experiment_id == experiment.id)
+            .order_by(ExperimentSession.id.desc())
+        )
+    )
+
+
+def session_in(session: Session, experiment: Experiment, link_code: str) -> ExperimentSession:
+    """One of the experiment's sessions by its link code.
+
+    Raises:
+        NotFound: no such session in this experiment.
+    """
+    found = session.scalar(
+        select(ExperimentSession).where(
+            ExperimentSession.experiment_id == experiment.id,
+            ExperimentSession.link_code == link_code[:64],
+        )
+    )
+    if found is None:
+        raise NotFound("no such session in this experiment")
+    return found
+
+
+def test_session(session: Session, experiment: Experiment) -> ExperimentSession:
+    """The open lab session for test-mode participants, launched on first use."""
+    found = session.scalar(
+        select(ExperimentSession).where(
+            ExperimentSession.experiment_id == experiment.id,
+            ExperimentSession.label == TEST_SESSION_LABEL,
+            ExperimentSession.status == "open",
+        )
+    )
+    if found is None:
+        found = launch_session(session, experiment, platform="lab", label=TEST_SESSION_LABEL)
+    return found
+
+
+def launch_platform(choice: str, mturk_sandbox: bool) -> tuple[Platform, bool]:
+    """The platform and MTurk mode of a launch: `mturk-sandbox` and `mturk-live` name both.
+
+    Raises:
+        InvalidInput: not a platform.
+    """
+    if choice in ("mturk-sandbox", "mturk-live"):
+        return "mturk", choice == "mturk-sandbox"
+    if choice not in ("prolific", "mturk", "lab"):
+        raise InvalidInput("platform must be prolific, mturk or lab")
+    return choice, mturk_sandbox  # type: ignore[return-value]
+
+
+def given_outcomes(
+    platform: Platform, given: Mapping[str, tuple[str, str]]
+) -> dict[str, dict[str, str]]:
+    """The outcomes an experimenter set (code, URL), for `launch_session(outcomes=...)`.
+
+    Args:
+        given: per outcome of `OUTCOMES`, (completion code, redirect URL), "" where not given.
+            On Prolific a code without a URL gets Prolific's completion URL.
+
+    Raises:
+        InvalidInput: a URL that is not https.
+    """
+    outcomes: dict[str, dict[str, str]] = {}
+    for outcome in OUTCOMES:
+        code, url = given.get(outcome, ("", ""))
+        if url and not url.startswith("https://"):
+            raise InvalidInput(f"the {outcome} URL must start with https://")
+        if platform == "prolific" and code and not url:
+            url = PROLIFIC_COMPLETE_URL.format(code=code)
+        chosen = {k: v for k, v in (("code", code), ("url", url)) if v}
+        if chosen:
+            outcomes[outcome] = chosen
+    return outcomes
+
+
+@dataclass(frozen=True)
+class SchedulePreview:
+    """A participant's schedule as balanced assignment would give it, as rows and as text."""
+
+    schedule: Schedule
+    rows: list[dict[str, Any]]
+    text: str
+
+
+def preview_schedule(experiment: Experiment, participant_number: int) -> SchedulePreview:
+    """Participant `participant_number`'s schedule (the arm balanced assignment gives them)."""
+    design = design_of(experiment)
+    catalog = catalog_of(experiment.stimulus_set)
+    arm = designs.expected_arm(design, participant_number)
+    schedule = designs.generate_schedule(design, catalog, participant_number, arm=arm)
+    return SchedulePreview(
+        schedule,
+        designs.preview_rows(schedule, catalog),
+        designs.render_preview(schedule, "table", catalog),
+    )
 
 
 def set_session_status(

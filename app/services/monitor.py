@@ -70,6 +70,18 @@ def status_label(session: Session, participant: Participant, cutoff: datetime) -
     return STATUS_LABELS[str(bucket)]
 
 
+def participant_counts(session: Session, experiment_ids: list[int]) -> dict[int, int]:
+    """Participants per experiment, test mode left out (experiments with none are missing)."""
+    if not experiment_ids:
+        return {}
+    rows = session.execute(
+        select(Participant.experiment_id, func.count())
+        .where(Participant.experiment_id.in_(experiment_ids), Participant.test_mode.is_(False))
+        .group_by(Participant.experiment_id)
+    )
+    return dict(rows.all())
+
+
 def participant_condition(arm: str | None, blocks: list[dict[str, Any]]) -> str:
     """What a participant is shown: the arm, else the main blocks' conditions in their order.
 

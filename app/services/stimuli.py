@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
+import shutil
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, ManifestInvalid, NotFound
+from app.cache import LruCache
+from app.errors import Conflict, InvalidInput, ManifestInvalid, NotFound
 from app.models import StimulusImage, StimulusSet, StimulusUnit
 from app.schedule import Catalog
 from app.services.blobs import BlobStore
-from app.stimuli import LoadedSet, StimulusManifest, catalog_from_manifest, extracted_zip, load_set
-from app.stimulus_sources import ImportOptions, apply_role_map, merge_sources
+from app.stimuli import (
+    ROLES,
+    LoadedSet,
+    StimulusManifest,
+    catalog_from_manifest,
+    extracted_zip,
+    load_set,
+)
+from app.stimulus_sources import REFERENCE_TYPES, ImportOptions, apply_role_map, merge_sources
 from app.stimulus_sources import slug as folder_slug
 
 logger = logging.getLogger(__name__)
+
+UPLOAD_CHUNK = 1024 * 1024
 
 
 def import_stimulus_set(
@@ -168,19 +180,13 @@ def manifest_of(stimulus_set: StimulusSet) -> StimulusManifest:
     return StimulusManifest.model_validate(stimulus_set.manifest)
 
 
-_CATALOGS: OrderedDict[tuple[int, str, str], Catalog] = OrderedDict()
+_CATALOGS: LruCache[tuple[int, str, str], Catalog] = LruCache(maxsize=32)
 
 
 def catalog_of(stimulus_set: StimulusSet) -> Catalog:
     """The set's units as designs see them (cached: an imported set never changes)."""
     key = (stimulus_set.id, stimulus_set.slug, stimulus_set.imported_at.isoformat())
-    found = _CATALOGS.get(key)
-    if found is None:
-        found = catalog_from_manifest(manifest_of(stimulus_set))
-        _CATALOGS[key] = found
-        while len(_CATALOGS) > 32:
-            _CATALOGS.popitem(last=False)
-    return found
+    return _CATALOGS.get(key, lambda: catalog_from_manifest(manifest_of(stimulus_set)))
 
 
 def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[str, str]:
@@ -194,3 +200,136 @@ def image_hashes(session: Session, stimulus_set_id: int, encoding: str) -> dict[
         select(StimulusImage.path, column).where(StimulusImage.stimulus_set_id == stimulus_set_id)
     )
     return dict(rows.all())
+
+
+def list_stimulus_sets(session: Session, *, order: Literal["newest", "slug"]) -> list[StimulusSet]:
+    """Every imported set, newest first or by name."""
+    key = StimulusSet.id.desc() if order == "newest" else StimulusSet.slug
+    return list(session.scalars(select(StimulusSet).order_by(key)))
+
+
+def import_options(reference_type: str, role: str) -> ImportOptions:
+    """What the experimenter declared about an imported folder ("" for "not said").
+
+    Raises:
+        InvalidInput: an unknown reference type or role.
+    """
+    if reference_type not in ("", *REFERENCE_TYPES) or role not in ("", *ROLES):
+        raise InvalidInput("unknown reference type or role")
+    return ImportOptions(
+        reference_type=reference_type or None,  # type: ignore[arg-type]
+        role=role or None,
+    )
+
+
+def import_archive(
+    session: Session,
+    archive: BinaryIO,
+    blobs: BlobStore,
+    *,
+    set_id: str | None = None,
+    options: ImportOptions | None = None,
+) -> StimulusSet:
+    """Import a set from an open .zip file (an upload), spooled to a temporary file first.
+
+    Raises:
+        ManifestInvalid, Conflict: as `import_stimulus_set`.
+    """
+    with tempfile.TemporaryDirectory(prefix="psychvis-upload-") as tmp:
+        target = Path(tmp) / "upload.zip"
+        with target.open("wb") as out:
+            shutil.copyfileobj(archive, out, UPLOAD_CHUNK)
+        return import_stimulus_set(session, target, blobs, set_id=set_id, options=options)
+
+
+def import_from_root(
+    session: Session,
+    root: Path | None,
+    relative: str,
+    blobs: BlobStore,
+    *,
+    set_id: str | None = None,
+    options: ImportOptions | None = None,
+) -> StimulusSet:
+    """Import a set from a folder or .zip under the configured import root.
+
+    Args:
+        root: PSYCHVIS_STIMULI_IMPORT_ROOT (None: importing by server path is off).
+        relative: the path below `root`; it may not leave it.
+
+    Raises:
+        InvalidInput: no root configured, or a path outside it.
+        ManifestInvalid, Conflict: as `import_stimulus_set`.
+    """
+    if root is None:
+        raise InvalidInput("importing by server path is off (PSYCHVIS_STIMULI_IMPORT_ROOT)")
+    source = (root / relative).resolve()
+    if not source.is_relative_to(root.resolve()):
+        raise InvalidInput(f"the path must lie inside {root}")
+    return import_stimulus_set(session, source, blobs, set_id=set_id, options=options)
+
+
+def units_of(session: Session, stimulus_set: StimulusSet) -> list[StimulusUnit]:
+    """The set's units by layer and channel."""
+    return list(
+        session.scalars(
+            select(StimulusUnit)
+            .where(StimulusUnit.stimulus_set_id == stimulus_set.id)
+            .order_by(StimulusUnit.layer, StimulusUnit.channel)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class UnitPreview:
+    """A unit's images as served URLs (None where an image is missing).
+
+    batches: per natural batch, `{"batch", "max", "min", "max_query", "min_query"}`.
+    synthetic: `{"max": [...], "min": [...]}` reference URLs.
+    """
+
+    unit: StimulusUnit
+    batches: list[dict[str, Any]]
+    synthetic: dict[str, list[str | None]]
+
+
+def unit_preview(session: Session, stimulus_set: StimulusSet, unit_key: str) -> UnitPreview:
+    """A unit with the lossless image URLs of its references and queries.
+
+    Raises:
+        NotFound: no unit with that key in the set.
+    """
+    unit = session.scalar(
+        select(StimulusUnit).where(
+            StimulusUnit.stimulus_set_id == stimulus_set.id, StimulusUnit.unit_key == unit_key
+        )
+    )
+    if unit is None:
+        raise NotFound("no such unit in this set")
+    hashes = image_hashes(session, stimulus_set.id, "lossless")
+
+    def url(entry: dict[str, Any] | None) -> str | None:
+        if not entry or entry.get("path") not in hashes:
+            return None
+        return f"/img/{hashes[entry['path']]}.webp"
+
+    natural = unit.data.get("natural") or {}
+    batches = [
+        {
+            "batch": b["batch"],
+            "max": [url(e) for e in b.get("max_references", [])],
+            "min": [url(e) for e in b.get("min_references", [])],
+            "max_query": url(b.get("max_query")),
+            "min_query": url(b.get("min_query")),
+        }
+        for b in natural.get("batches") or []
+    ]
+    synthetic = unit.data.get("synthetic") or {}
+    return UnitPreview(
+        unit,
+        batches,
+        {
+            "max": [url(e) for e in synthetic.get("max_references", [])],
+            "min": [url(e) for e in synthetic.get("min_references", [])],
+        },
+    )

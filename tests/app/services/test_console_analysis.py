@@ -1,0 +1,80 @@
+"""The console's analysis is computed once per data version: a reload reuses it, and a new
+answer, a deleted participant or a changed exclusion computes it afresh."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Participant, ScheduledTrial, StimulusSet, TrialResponse
+from app.services.analysis import analysis_view, data_version
+from app.services.participants import enrol
+from tests.factories import make_experiment, make_launch
+
+N_BOOT = 20
+
+
+def _answer(db_session: Session, participant: Participant, n: int, offset: int = 0) -> None:
+    trials = db_session.scalars(
+        select(ScheduledTrial)
+        .where(ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind == "main")
+        .order_by(ScheduledTrial.trial_index)
+        .offset(offset)
+        .limit(n)
+    ).all()
+    assert len(trials) == n
+    for trial in trials:
+        db_session.add(
+            TrialResponse(
+                participant_id=participant.id,
+                scheduled_trial_id=trial.id,
+                trial_index=trial.trial_index,
+                response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
+                response="upper",
+                confidence=2,
+                correct=trial.query_order == "max_upper",
+                rt_ms=700.0,
+            )
+        )
+    db_session.flush()
+
+
+def test_analysis_is_reused_until_the_data_change(
+    db_session: Session, demo_set: StimulusSet
+) -> None:
+    experiment = make_experiment(db_session, demo_set)
+    launched = make_launch(db_session, experiment)
+    first, _ = enrol(db_session, launched, {"PROLIFIC_PID": "a"})
+    second, _ = enrol(db_session, launched, {"PROLIFIC_PID": "b"})
+    tester, _ = enrol(db_session, launched, {}, test_mode=True)
+    by = ("condition",)
+
+    empty = analysis_view(db_session, experiment, by, n_boot=N_BOOT)
+    assert empty.error == "no answers yet" and empty.analysis is None
+
+    _answer(db_session, first, 2)
+    _answer(db_session, second, 2)
+    view = analysis_view(db_session, experiment, by, n_boot=N_BOOT)
+    assert view.error is None and view.analysis is not None and view.plots
+    assert analysis_view(db_session, experiment, by, n_boot=N_BOOT) is view  # a reload
+    assert analysis_view(db_session, experiment, (), n_boot=N_BOOT) is not view
+
+    # Test-mode answers are not analysed, so they leave the version alone.
+    version = data_version(db_session, experiment)
+    _answer(db_session, tester, 1)
+    assert data_version(db_session, experiment) == version
+
+    second.excluded = True
+    db_session.flush()
+    excluded = analysis_view(db_session, experiment, by, n_boot=N_BOOT)
+    assert excluded is not view and excluded.analysis is not None
+    assert excluded.analysis.summary["n_excluded_participants"] == 1
+
+    _answer(db_session, first, 1, offset=2)
+    assert data_version(db_session, experiment)[0] == version[0] + 1
+    assert analysis_view(db_session, experiment, by, n_boot=N_BOOT) is not excluded
+
+    before_delete = data_version(db_session, experiment)
+    db_session.delete(second)
+    db_session.flush()
+    assert data_version(db_session, experiment) != before_delete
