@@ -15,7 +15,6 @@ are known), and stores with the same `ON CONFLICT DO NOTHING` on the same unique
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.cache import LruCache
 from app.db import utc_now
 from app.models import Experiment
 from app.schemas import ResponseSubmit, TimingRead
@@ -107,26 +107,21 @@ class FastAnswer:
 
 
 _TIMING_KEYS = tuple(TimingRead.model_fields)
-_TIMING_CACHE: OrderedDict[int, dict[str, Any]] = OrderedDict()
-
-
-def cached_timing(experiment_id: int) -> dict[str, Any] | None:
-    """The design's timing block of an experiment if cached (designs never change)."""
-    return _TIMING_CACHE.get(experiment_id)
+_TIMINGS: LruCache[tuple[str, int], dict[str, Any]] = LruCache(256)
 
 
 def load_timing(session: Session, experiment_id: int) -> dict[str, Any]:
-    """The design's timing block of an experiment, from the cache or the database."""
-    found = _TIMING_CACHE.get(experiment_id)
-    if found is None:
+    """The design's timing block of an experiment (cached: designs never change; keyed by the
+    database too, since experiment ids repeat across databases)."""
+
+    def compute() -> dict[str, Any]:
         experiment = session.get(Experiment, experiment_id)
         assert experiment is not None  # the participant row references it
         timing = design_of(experiment).timing.model_dump()
-        found = {key: timing[key] for key in _TIMING_KEYS}
-        _TIMING_CACHE[experiment_id] = found
-        while len(_TIMING_CACHE) > 256:
-            _TIMING_CACHE.popitem(last=False)
-    return found
+        return {key: timing[key] for key in _TIMING_KEYS}
+
+    database = session.get_bind().engine.url.render_as_string(hide_password=True)
+    return _TIMINGS.get((database, experiment_id), compute)
 
 
 def statement_params(
