@@ -22,8 +22,7 @@ from stimuli_builder.errors import ModelError, StepOrderError
 from stimuli_builder.exemplars import Pick, select_unit
 from stimuli_builder.fsutil import save_npz_atomic, write_json_atomic
 from stimuli_builder.images import list_images, load_crop
-from stimuli_builder.nets import Net, file_sha256, load_model
-from stimuli_builder.presets import INCEPTION_BRANCH_SIZES, inception_branch_of
+from stimuli_builder.nets import Net, branch_of, file_sha256, load_model
 from stimuli_builder.runtime import git_commit, package_versions, pick_device, seed_everything
 from stimuli_builder.scan import load_scan, scan_folder
 
@@ -106,9 +105,8 @@ def validate_units(net: Net, units: list[UnitSpec], probe_px: int = 224) -> None
 
 
 def _branch(cfg: BuildConfig, unit: UnitSpec) -> str | None:
-    if cfg.model.name == "inceptionv1" and unit.layer in INCEPTION_BRANCH_SIZES:
-        return inception_branch_of(unit.layer, unit.channel)[0]
-    return None
+    # The model's branch map is the one place that knows it; the manifest carries it to the app.
+    return branch_of(cfg.model.name, unit.layer, unit.channel)
 
 
 def run_scan(
