@@ -78,6 +78,12 @@ class ScanConfig(_Section):
     draft: bool = True
     """Let PIL decode large JPEGs at 1/2, 1/4 or 1/8 scale (DCT domain) when the shorter side
     stays >= resize_px; a no-op for typical ImageNet val images (shorter side < 512)."""
+    overlap: bool = True
+    """Decode, resize and copy batch k+1 in a thread (on a second CUDA stream on a GPU) while
+    batch k runs the model; False runs them in turn on the main thread. Same results."""
+    prefetch_batches: int = Field(default=2, ge=1)
+    """With ``overlap``: batches staged ahead of the model (device memory: one uint8 batch
+    each)."""
     agreement_images: int = Field(default=1024, ge=0)
     """With precision != fp32: also scan this many images in fp32 and report ranking agreement."""
     resize_px: int = Field(default=256, ge=1)

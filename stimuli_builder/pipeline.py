@@ -43,7 +43,9 @@ def _model_identity(cfg: BuildConfig) -> dict[str, Any]:
 def step_hashes(cfg: BuildConfig) -> dict[str, str]:
     """Hashes of what each step's output depends on."""
     device_type = pick_device(cfg.device).type
-    scan_part = cfg.scan.model_dump(mode="json", exclude={"num_workers", "agreement_images"})
+    scan_part = cfg.scan.model_dump(
+        mode="json", exclude={"num_workers", "agreement_images", "overlap", "prefetch_batches"}
+    )
     scan_h = stable_hash(
         {
             "model": _model_identity(cfg),
