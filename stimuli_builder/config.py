@@ -119,6 +119,18 @@ class RenderConfig(_Section):
     """(unit, direction) groups optimised together; 0 = choose from free GPU memory (CPU: 8)."""
     memory_fraction: float = Field(default=0.8, gt=0, le=1)
     precision: Literal["fp32", "bf16"] = "fp32"
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
+    """Layout of the images, the network and its activations during a render; ``auto`` =
+    channels_last on CUDA (tensor-core convolutions without layout conversions), contiguous
+    (NCHW) on the CPU. Speed only: results agree to rounding (docs/builder.md)."""
+    transform_precision: Literal["fp32", "model"] = "fp32"
+    """``model``: run the transforms in the network's compute dtype (bf16 with
+    ``precision = "bf16"``), so the network's input needs no cast."""
+    gram_precision: Literal["fp32", "bf16"] = "fp32"
+    """dtype of the diversity Gram products (bf16: tensor cores, fp32 accumulation and
+    normalisation)."""
+    compile: bool = False
+    """torch.compile the image parameterisation and the diversity term (static shapes)."""
     early_stop: bool = False
     early_stop_every: int = Field(default=128, ge=1)
     early_stop_rel_tol: float = Field(default=1e-3, ge=0)

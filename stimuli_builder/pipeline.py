@@ -40,6 +40,20 @@ def _model_identity(cfg: BuildConfig) -> dict[str, Any]:
     return ident
 
 
+# Render options that only change speed, and options whose default keeps the earlier arithmetic
+# (left out at their default so that renders made before they existed stay valid).
+_RENDER_SPEED_ONLY = {"groups_per_batch", "memory_fraction", "enabled", "memory_format", "compile"}
+_RENDER_DEFAULT_OMITTED = {"transform_precision": "fp32", "gram_precision": "fp32"}
+
+
+def _render_identity(cfg: BuildConfig) -> dict[str, Any]:
+    part = cfg.render.model_dump(mode="json", exclude=_RENDER_SPEED_ONLY)
+    for key, default in _RENDER_DEFAULT_OMITTED.items():
+        if part.get(key) == default:
+            del part[key]
+    return part
+
+
 def step_hashes(cfg: BuildConfig) -> dict[str, str]:
     """Hashes of what each step's output depends on."""
     device_type = pick_device(cfg.device).type
@@ -64,9 +78,7 @@ def step_hashes(cfg: BuildConfig) -> dict[str, str]:
         {
             "model": _model_identity(cfg),
             "seed": cfg.seed,
-            "render": cfg.render.model_dump(
-                mode="json", exclude={"groups_per_batch", "memory_fraction", "enabled"}
-            ),
+            "render": _render_identity(cfg),
         }
     )
     write_h = stable_hash(
