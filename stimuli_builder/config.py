@@ -86,12 +86,15 @@ class ScanConfig(_Section):
     each)."""
     agreement_images: int = Field(default=1024, ge=0)
     """With precision != fp32: also scan this many images in fp32 and report ranking agreement."""
+    agreement_floor: float = Field(default=0.99, ge=0, le=1.01)
+    """With precision != fp32: layers whose mean Spearman agreement with fp32 falls below this
+    are scanned again in fp32 (0 = never), so reduced precision only ranks where it agrees."""
     resize_px: int = Field(default=256, ge=1)
     crop_px: int = Field(default=224, ge=1)
 
 
 class SelectConfig(_Section):
-    """PROTOCOL §2.2 binning."""
+    """Natural exemplar binning (docs/protocol.md, Stimuli)."""
 
     k: int = Field(default=10, ge=2, le=10)
     """Images per side per batch: 1 query + k-1 references."""
@@ -100,7 +103,7 @@ class SelectConfig(_Section):
 
 
 class RenderConfig(_Section):
-    """PROTOCOL §2.3 feature visualisation recipe."""
+    """Feature visualisation recipe (docs/protocol.md, Stimuli; docs/builder.md)."""
 
     enabled: bool = True
     n_images: int = Field(default=10, ge=1)

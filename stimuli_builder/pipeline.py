@@ -46,6 +46,17 @@ _RENDER_SPEED_ONLY = {"groups_per_batch", "memory_fraction", "enabled", "memory_
 _RENDER_DEFAULT_OMITTED = {"transform_precision": "fp32", "gram_precision": "fp32"}
 
 
+# Scan options that only change speed (the overlapped loop gives identical results).
+_SCAN_SPEED_ONLY = {"num_workers", "agreement_images", "overlap", "prefetch_batches"}
+
+
+def _scan_identity(cfg: BuildConfig) -> dict[str, Any]:
+    part = cfg.scan.model_dump(mode="json", exclude=_SCAN_SPEED_ONLY)
+    if cfg.scan.precision == "fp32":
+        del part["agreement_floor"]  # only reduced-precision scans fall back to fp32
+    return part
+
+
 def _render_identity(cfg: BuildConfig) -> dict[str, Any]:
     part = cfg.render.model_dump(mode="json", exclude=_RENDER_SPEED_ONLY)
     for key, default in _RENDER_DEFAULT_OMITTED.items():
@@ -57,9 +68,7 @@ def _render_identity(cfg: BuildConfig) -> dict[str, Any]:
 def step_hashes(cfg: BuildConfig) -> dict[str, str]:
     """Hashes of what each step's output depends on."""
     device_type = pick_device(cfg.device).type
-    scan_part = cfg.scan.model_dump(
-        mode="json", exclude={"num_workers", "agreement_images", "overlap", "prefetch_batches"}
-    )
+    scan_part = _scan_identity(cfg)
     scan_h = stable_hash(
         {
             "model": _model_identity(cfg),
@@ -174,7 +183,7 @@ def _pick_dict(p: Pick) -> dict[str, Any]:
 
 
 def run_select(cfg: BuildConfig, *, force: bool = False) -> dict[str, Any]:
-    """PROTOCOL §2.2 selection for every unit; writes ``select/selection.json``.
+    """Exemplar selection (docs/protocol.md, Stimuli) for every unit; writes ``select/selection.json``.
 
     Raises:
         StepOrderError: no matching scan. DatasetError: too few images for k x batches.

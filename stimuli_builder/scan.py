@@ -552,6 +552,15 @@ def scan_folder(
         stats.agreement = precision_agreement(
             net, layers, root, files, out_dir, cfg, skipped, decoder
         )
+        weak = [
+            layer
+            for layer, agreement in stats.agreement["layers"].items()
+            if agreement["spearman_mean"] < cfg.agreement_floor
+        ]
+        if weak:
+            _rescan_in_fp32(net, weak, root, files, out_dir, cfg, config_hash, progress)
+        stats.agreement["floor"] = cfg.agreement_floor
+        stats.agreement["rescanned_fp32"] = weak
     if stats.n_skipped == n:
         raise DatasetError(f"none of the {n} images under {root} could be decoded")
     write_json_atomic(
@@ -572,6 +581,36 @@ def scan_folder(
         stats.images_per_s,
     )
     return stats
+
+
+def _rescan_in_fp32(
+    net: Net,
+    layers: list[str],
+    root: Path,
+    files: list[str],
+    out_dir: Path,
+    cfg: ScanConfig,
+    config_hash: str,
+    progress: bool,
+) -> None:
+    """Scan ``layers`` again in fp32 (resumable, under ``out_dir/fp32``) and replace their
+    reduced-precision arrays with the fp32 ones."""
+    logger.warning(
+        "%s ranks of %s disagree with fp32 (mean Spearman < %.4f): scanning them in fp32",
+        cfg.precision,
+        ", ".join(layers),
+        cfg.agreement_floor,
+    )
+    sub = out_dir / "fp32"
+    fp32 = cfg.model_copy(update={"precision": "fp32"})
+    scan_folder(net, layers, root, files, sub, fp32, f"{config_hash}:fp32", progress=progress)
+    for layer in layers:
+        for stat in ("mean", "max"):
+            dst = open_memmap(out_dir / f"{layer}.{stat}.npy", "r+")
+            dst[:] = np.load(sub / f"{layer}.{stat}.npy", mmap_mode="r")
+            dst.flush()
+            del dst
+    shutil.rmtree(sub)
 
 
 def ranking_agreement(reference: np.ndarray, other: np.ndarray, top: int) -> dict[str, float]:

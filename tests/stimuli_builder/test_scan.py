@@ -265,3 +265,24 @@ def test_batch_stager_overlaps_staging_with_the_consumer_and_reraises() -> None:
     next(iter(stager))
     stager.close()
     assert not [t for t in threading.enumerate() if t.name == "scan-stager"]
+
+
+def test_layers_below_the_agreement_floor_are_scanned_in_fp32(
+    tiny_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    base = {"batch_size": 8, "chunk_size": 16, "resize_px": 40, "crop_px": 32}
+    exact = build_config(tiny_config(work_dir=str(tmp_path / "fp32"), scan=base))
+    run_scan(exact, progress=False)
+    ref = load_scan(exact.work_dir / "scan", _scan_hash(exact))
+    for floor, expected in ((1.01, ["conv1", "conv2"]), (0.0, [])):
+        scan = base | {"precision": "bf16", "agreement_images": 40, "agreement_floor": floor}
+        cfg = build_config(tiny_config(work_dir=str(tmp_path / f"bf16-{floor}"), scan=scan))
+        done = run_scan(cfg, progress=False)
+        assert done["agreement"]["rescanned_fp32"] == expected
+        table = load_scan(cfg.work_dir / "scan", _scan_hash(cfg))
+        assert not (cfg.work_dir / "scan" / "fp32").exists()
+        for layer in ("conv1", "conv2"):
+            same = np.array_equal(table.mean[layer], ref.mean[layer])
+            assert same == (layer in expected)
+            if expected:
+                np.testing.assert_array_equal(table.max[layer], ref.max[layer])
