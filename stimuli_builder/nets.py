@@ -363,6 +363,24 @@ def _load_state(model: nn.Module, path: Path) -> str:
     return "sha256:" + file_sha256(path)
 
 
+_BANDS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _band_matrix(c: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The [c, c, 1, 1] window-mean weights of :func:`band_local_response_norm`, built once per
+    (channels, size, device, dtype) instead of four small kernels and a cast every step."""
+    key = (c, size, device, dtype)
+    if key not in _BANDS:
+        # a normal tensor even when first built inside a scan's inference_mode: renders use it
+        # under autograd
+        with torch.inference_mode(False):
+            i = torch.arange(c, device=device)
+            d = i[None, :] - i[:, None]
+            band = ((d >= -(size // 2)) & (d <= (size - 1) // 2)).to(dtype) / size
+            _BANDS[key] = band[:, :, None, None]
+    return _BANDS[key]
+
+
 def band_local_response_norm(
     x: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
 ) -> torch.Tensor:
@@ -374,10 +392,7 @@ def band_local_response_norm(
     and backward of InceptionV1's two LRN layers on a GPU.
     """
     c = x.shape[1]
-    i = torch.arange(c, device=x.device)
-    d = i[None, :] - i[:, None]
-    band = ((d >= -(size // 2)) & (d <= (size - 1) // 2)).to(x.dtype) / size
-    div = F.conv2d(x * x, band[:, :, None, None])
+    div = F.conv2d(x * x, _band_matrix(c, size, x.device, x.dtype))
     return x / (div * alpha + k).pow(beta)
 
 
