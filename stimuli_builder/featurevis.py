@@ -1,4 +1,4 @@
-"""Batched feature visualisation (PROTOCOL §2.3): many units x both directions in one optimisation.
+"""Batched feature visualisation (docs/builder.md): many units and both directions at once.
 
 The parameterisation (FFT spectrum, decay power 1, lucid's magic /4, decorrelated colour,
 sigmoid) and the transforms (jitter, random scale, random rotate, jitter) follow lucent 0.1.8

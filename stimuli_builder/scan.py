@@ -227,6 +227,7 @@ class BatchStager:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._source: Iterator[LoaderItem] = iter(())
         self._stream: torch.cuda.Stream | None = None
         if overlap and device.type == "cuda":
             self._stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
@@ -246,7 +247,7 @@ class BatchStager:
         )
         try:
             with stream_ctx, torch.inference_mode():
-                it = iter(self.items)
+                it = self._source
                 while not self._stop.is_set():
                     t0 = time.perf_counter()
                     item = next(it, None)
@@ -277,6 +278,9 @@ class BatchStager:
                 self.stage_seconds += dt
                 self.wait_seconds += dt
                 yield staged
+        # the loader's iterator (and its worker processes) start on the calling thread, as the
+        # serial loop's do; the staging thread only pulls items from it
+        self._source = iter(self.items)
         self._thread = threading.Thread(target=self._run, name="scan-stager", daemon=True)
         self._thread.start()
         while True:
@@ -306,6 +310,7 @@ class BatchStager:
                 except queue.Empty:
                     self._thread.join(timeout=0.05)
             self._thread = None
+        self._source = iter(())  # drops the loader's iterator: its workers shut down
 
 
 class _ChunkWriter:

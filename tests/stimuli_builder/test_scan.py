@@ -204,9 +204,9 @@ def test_model_factory_weights_are_seeded() -> None:
     assert a.weights_id == "random(seed=1)"
 
 
-@pytest.mark.parametrize("decoder", ["pil", "torch"])
+@pytest.mark.parametrize(("decoder", "workers"), [("pil", 0), ("torch", 0), ("pil", 2)])
 def test_overlapped_staging_gives_the_same_scan_as_the_serial_loop(
-    tiny_config: Callable[..., Any], tmp_path: Path, decoder: str
+    tiny_config: Callable[..., Any], tmp_path: Path, decoder: str, workers: int
 ) -> None:
     import threading
 
@@ -216,7 +216,13 @@ def test_overlapped_staging_gives_the_same_scan_as_the_serial_loop(
         cfg = build_config(
             tiny_config(
                 work_dir=str(tmp_path / f"w{overlap}"),
-                scan=scan | {"decoder": decoder, "overlap": overlap, "prefetch_batches": 3},
+                scan=scan
+                | {
+                    "decoder": decoder,
+                    "overlap": overlap,
+                    "prefetch_batches": 3,
+                    "num_workers": workers,
+                },
             )
         )
         run_scan(cfg, progress=False)
