@@ -130,11 +130,30 @@ class FFTImage(torch.nn.Module):
 
     def forward(self) -> torch.Tensor:
         """RGB images [N, 3, H, W] in (0, 1)."""
-        spec = torch.view_as_complex(self.scale * self.spectrum)
-        image = torch.fft.irfftn(spec, s=(self.size_px, self.size_px), norm="ortho")
-        image = image[:, :3, : self.size_px, : self.size_px] / FFT_MAGIC
-        image = torch.matmul(image.permute(0, 2, 3, 1), self.color).permute(0, 3, 1, 2)
-        return torch.sigmoid(image)
+        return fft_image(self.spectrum, self.scale, self.color, self.size_px)
+
+    def compiled(self) -> Callable[[], torch.Tensor]:
+        """``forward`` through one process-wide ``torch.compile`` of :func:`fft_image` (guards
+        on shapes and dtypes, so a new render batch of the same size reuses the compiled code)."""
+        global _FFT_IMAGE_COMPILED
+        if _FFT_IMAGE_COMPILED is None:
+            _FFT_IMAGE_COMPILED = torch.compile(fft_image, dynamic=False)
+        compiled = _FFT_IMAGE_COMPILED
+        return lambda: compiled(self.spectrum, self.scale, self.color, self.size_px)
+
+
+def fft_image(
+    spectrum: torch.Tensor, scale: torch.Tensor, color: torch.Tensor, size_px: int
+) -> torch.Tensor:
+    """lucent's spectrum -> decorrelated -> sigmoid image: [N, 3, H, W] in (0, 1)."""
+    spec = torch.view_as_complex(scale * spectrum)
+    image = torch.fft.irfftn(spec, s=(size_px, size_px), norm="ortho")
+    image = image[:, :3, :size_px, :size_px] / FFT_MAGIC
+    image = torch.matmul(image.permute(0, 2, 3, 1), color).permute(0, 3, 1, 2)
+    return torch.sigmoid(image)
+
+
+_FFT_IMAGE_COMPILED: Callable[..., torch.Tensor] | None = None
 
 
 def _roundup(value: float) -> int:
@@ -396,7 +415,7 @@ def render_batch(
     if cfg.compile:
         # the image parameterisation only: inductor's backward of diversity_similarity's
         # position route gave NaN on the CPU (torch 2.14), so that stays eager
-        image_f = torch.compile(param, dynamic=False)
+        image_f = param.compiled()
     objective = BatchedObjective(net, targets, n, cfg.diversity, _GRAM_DTYPES[cfg.gram_precision])
 
     def network_input(images: torch.Tensor) -> torch.Tensor:
