@@ -78,14 +78,23 @@ class ScanConfig(_Section):
     draft: bool = True
     """Let PIL decode large JPEGs at 1/2, 1/4 or 1/8 scale (DCT domain) when the shorter side
     stays >= resize_px; a no-op for typical ImageNet val images (shorter side < 512)."""
+    overlap: bool = True
+    """Decode, resize and copy batch k+1 in a thread (on a second CUDA stream on a GPU) while
+    batch k runs the model; False runs them in turn on the main thread. Same results."""
+    prefetch_batches: int = Field(default=2, ge=1)
+    """With ``overlap``: batches staged ahead of the model (device memory: one uint8 batch
+    each)."""
     agreement_images: int = Field(default=1024, ge=0)
     """With precision != fp32: also scan this many images in fp32 and report ranking agreement."""
+    agreement_floor: float = Field(default=0.99, ge=0, le=1.01)
+    """With precision != fp32: layers whose mean Spearman agreement with fp32 falls below this
+    are scanned again in fp32 (0 = never), so reduced precision only ranks where it agrees."""
     resize_px: int = Field(default=256, ge=1)
     crop_px: int = Field(default=224, ge=1)
 
 
 class SelectConfig(_Section):
-    """PROTOCOL §2.2 binning."""
+    """Natural exemplar binning (docs/protocol.md, Stimuli)."""
 
     k: int = Field(default=10, ge=2, le=10)
     """Images per side per batch: 1 query + k-1 references."""
@@ -94,7 +103,7 @@ class SelectConfig(_Section):
 
 
 class RenderConfig(_Section):
-    """PROTOCOL §2.3 feature visualisation recipe."""
+    """Feature visualisation recipe (docs/protocol.md, Stimuli; docs/builder.md)."""
 
     enabled: bool = True
     n_images: int = Field(default=10, ge=1)
@@ -113,6 +122,18 @@ class RenderConfig(_Section):
     """(unit, direction) groups optimised together; 0 = choose from free GPU memory (CPU: 8)."""
     memory_fraction: float = Field(default=0.8, gt=0, le=1)
     precision: Literal["fp32", "bf16"] = "fp32"
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
+    """Layout of the images, the network and its activations during a render; ``auto`` =
+    channels_last on CUDA (tensor-core convolutions without layout conversions), contiguous
+    (NCHW) on the CPU. Speed only: results agree to rounding (docs/builder.md)."""
+    transform_precision: Literal["fp32", "model"] = "fp32"
+    """``model``: run the transforms in the network's compute dtype (bf16 with
+    ``precision = "bf16"``), so the network's input needs no cast."""
+    gram_precision: Literal["fp32", "bf16"] = "fp32"
+    """dtype of the diversity Gram products (bf16: tensor cores, fp32 accumulation and
+    normalisation)."""
+    compile: bool = False
+    """torch.compile the image parameterisation and the diversity term (static shapes)."""
     early_stop: bool = False
     early_stop_every: int = Field(default=128, ge=1)
     early_stop_rel_tol: float = Field(default=1e-3, ge=0)

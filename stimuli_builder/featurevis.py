@@ -1,4 +1,4 @@
-"""Batched feature visualisation (PROTOCOL §2.3): many units x both directions in one optimisation.
+"""Batched feature visualisation (docs/builder.md): many units and both directions at once.
 
 The parameterisation (FFT spectrum, decay power 1, lucid's magic /4, decorrelated colour,
 sigmoid) and the transforms (jitter, random scale, random rotate, jitter) follow lucent 0.1.8
@@ -21,7 +21,7 @@ import math
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -130,15 +130,51 @@ class FFTImage(torch.nn.Module):
 
     def forward(self) -> torch.Tensor:
         """RGB images [N, 3, H, W] in (0, 1)."""
-        spec = torch.view_as_complex(self.scale * self.spectrum)
-        image = torch.fft.irfftn(spec, s=(self.size_px, self.size_px), norm="ortho")
-        image = image[:, :3, : self.size_px, : self.size_px] / FFT_MAGIC
-        image = torch.matmul(image.permute(0, 2, 3, 1), self.color).permute(0, 3, 1, 2)
-        return torch.sigmoid(image)
+        return fft_image(self.spectrum, self.scale, self.color, self.size_px)
+
+    def compiled(self) -> Callable[[], torch.Tensor]:
+        """``forward`` through one process-wide ``torch.compile`` of :func:`fft_image` (guards
+        on shapes and dtypes, so a new render batch of the same size reuses the compiled code)."""
+        global _FFT_IMAGE_COMPILED
+        if _FFT_IMAGE_COMPILED is None:
+            _FFT_IMAGE_COMPILED = torch.compile(fft_image, dynamic=False)
+        compiled = _FFT_IMAGE_COMPILED
+        return lambda: compiled(self.spectrum, self.scale, self.color, self.size_px)
+
+
+def fft_image(
+    spectrum: torch.Tensor, scale: torch.Tensor, color: torch.Tensor, size_px: int
+) -> torch.Tensor:
+    """lucent's spectrum -> decorrelated -> sigmoid image: [N, 3, H, W] in (0, 1)."""
+    spec = torch.view_as_complex(scale * spectrum)
+    image = torch.fft.irfftn(spec, s=(size_px, size_px), norm="ortho")
+    image = image[:, :3, :size_px, :size_px] / FFT_MAGIC
+    image = torch.matmul(image.permute(0, 2, 3, 1), color).permute(0, 3, 1, 2)
+    return torch.sigmoid(image)
+
+
+_FFT_IMAGE_COMPILED: Callable[..., torch.Tensor] | None = None
 
 
 def _roundup(value: float) -> int:
     return int(np.ceil(value))
+
+
+_REDUCED = (torch.bfloat16, torch.float16)
+
+
+def _warp_reduced(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """kornia 0.4.1's ``warp_affine(x, m, dsize=x's size)`` for a bf16/fp16 image, computed in
+    fp32 and returned in the image's dtype: kornia inverts matrices (no bf16 kernel), and a bf16
+    sampling grid would round positions near the border of a 256 canvas to whole pixels."""
+    from kornia.geometry.conversions import convert_affinematrix_to_homography
+    from kornia.geometry.warp.homography_warper import normalize_homography
+
+    b, c, h, w = x.shape
+    norm = normalize_homography(convert_affinematrix_to_homography(m.float()), (h, w), (h, w))
+    grid = F.affine_grid(torch.inverse(norm)[:, :2, :], [b, c, h, w], align_corners=False)
+    out = F.grid_sample(x.float(), grid, align_corners=False, padding_mode="zeros")
+    return out.to(x.dtype)
 
 
 class PaperTransforms:
@@ -157,6 +193,11 @@ class PaperTransforms:
         from kornia.geometry.transform import translate
 
         dx, dy = self.rs.choice(d), self.rs.choice(d)
+        if x.dtype in _REDUCED:
+            # not a plain pixel shift: kornia 0.4.1 resamples (its normalisation and grid use
+            # different corner conventions), so the reduced path resamples the same way
+            m = torch.tensor([[1.0, 0.0, float(dx)], [0.0, 1.0, float(dy)]], device=x.device)
+            return _warp_reduced(x, m.expand(x.shape[0], 2, 3))
         shift = torch.tensor([[dx, dy]], dtype=x.dtype, device=x.device).expand(x.shape[0], 2)
         return translate(x, shift)
 
@@ -181,8 +222,10 @@ class PaperTransforms:
         center = torch.ones(b, 2)
         center[..., 0] = (w - 1) / 2
         center[..., 1] = (h - 1) / 2
-        m = kornia.get_rotation_matrix2d(center, angle, scale).to(x.device, x.dtype)
-        return kornia.warp_affine(x, m, dsize=(h, w))
+        m = kornia.get_rotation_matrix2d(center, angle, scale)
+        if x.dtype in _REDUCED:
+            return _warp_reduced(x, m.to(x.device))
+        return kornia.warp_affine(x, m.to(x.device, x.dtype), dsize=(h, w))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = self.jitter(x, self.cfg.jitter1_px)
@@ -191,11 +234,15 @@ class PaperTransforms:
         return self.jitter(x, self.cfg.jitter2_px)
 
 
-def diversity_similarity(acts: torch.Tensor) -> torch.Tensor:
+def diversity_similarity(acts: torch.Tensor, gram_dtype: torch.dtype | None = None) -> torch.Tensor:
     """lucent's diversity penalty per group, vectorised: sum_{i!=j} cos(Gram_i, Gram_j) / n.
 
     Args:
-        acts: float [G, n, C, h, w] pre-ReLU layer activations of G groups of n images.
+        acts: float [G, n, C, h, w] pre-ReLU layer activations of G groups of n images, in
+            either memory layout (a channels_last layer is read as [hw, C] without a copy).
+        gram_dtype: dtype of the Gram products (None: the activations' dtype). With bf16 the
+            products run on tensor cores with fp32 accumulation; cosines are formed in fp32
+            from ``<G_i, G_j>`` and ``||G_i||² = <G_i, G_i>``.
 
     Returns:
         float [G]; lucent's ``diversity(layer)`` objective is the negation of one entry.
@@ -204,15 +251,27 @@ def diversity_similarity(acts: torch.Tensor) -> torch.Tensor:
     C x C Gram matrices (deep layers: C = 1024, hw = 64).
     """
     g, n, c, h, w = acts.shape
-    flat = acts.reshape(g, n, c, h * w)
     hw = h * w
+    if gram_dtype is not None and acts.dtype != gram_dtype:
+        acts = acts.to(gram_dtype)
+    by_position = acts.permute(0, 1, 3, 4, 2)
+    if by_position.is_contiguous() and not acts.is_contiguous():
+        flat = by_position.reshape(g, n, hw, c).transpose(-1, -2)  # channels_last: a view
+    else:
+        flat = acts.reshape(g, n, c, hw)
+    reduced = gram_dtype is not None and gram_dtype != torch.float32 and acts.is_floating_point()
     if c * c <= n * hw * hw:
         grams = flat @ flat.transpose(-1, -2)  # [G, n, C, C]
-        grams = grams / grams.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
-        sims = torch.einsum("gicd,gjcd->gij", grams, grams)
+        if reduced:
+            inner = torch.einsum("gicd,gjcd->gij", grams, grams).float()
+            norms = inner.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt().clamp_min(1e-12)
+            sims = inner / (norms[:, :, None] * norms[:, None, :])
+        else:
+            grams = grams / grams.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
+            sims = torch.einsum("gicd,gjcd->gij", grams, grams)
     else:
         cross = torch.einsum("gicp,gjcq->gijpq", flat, flat)  # F_i^T F_j: [G, n, n, hw, hw]
-        inner = cross.pow(2).sum(dim=(-1, -2))  # <G_i, G_j>
+        inner = (cross.float() if reduced else cross).pow(2).sum(dim=(-1, -2))  # <G_i, G_j>
         norms = inner.diagonal(dim1=1, dim2=2).sqrt().clamp_min(1e-12)  # ||G_i||
         sims = inner / (norms[:, :, None] * norms[:, None, :])
     off = sims.sum(dim=(1, 2)) - sims.diagonal(dim1=1, dim2=2).sum(dim=1)
@@ -222,8 +281,18 @@ def diversity_similarity(acts: torch.Tensor) -> torch.Tensor:
 class BatchedObjective:
     """Per-row channel objective and per-group diversity for a stack of render groups."""
 
-    def __init__(self, net: Net, targets: Sequence[RenderTarget], n_images: int, weight: float):
+    def __init__(
+        self,
+        net: Net,
+        targets: Sequence[RenderTarget],
+        n_images: int,
+        weight: float,
+        gram_dtype: torch.dtype | None = None,
+        diversity_f: Callable[..., torch.Tensor] | None = None,
+    ):
         self.net, self.targets, self.n, self.weight = net, list(targets), n_images, weight
+        self.gram_dtype = gram_dtype
+        self.diversity_f = diversity_f or diversity_similarity
         self.layers = list(dict.fromkeys(t.layer for t in targets))
         self.specs = {layer: net.layer_spec(layer) for layer in self.layers}
         self.modules = [m for s in self.specs.values() for m in s.modules]
@@ -233,8 +302,13 @@ class BatchedObjective:
         )
         self.by_layer: dict[str, torch.Tensor] = {}
         self.channel_rows: dict[str, torch.Tensor] = {}
+        # layers whose groups are all rows of the batch in order: no row gather (and no
+        # scatter in the backward)
+        self.all_rows: set[str] = set()
         for layer in self.layers:
             gidx = [i for i, t in enumerate(targets) if t.layer == layer]
+            if gidx == list(range(len(targets))):
+                self.all_rows.add(layer)
             self.by_layer[layer] = torch.tensor(gidx, device=dev)
             self.channel_rows[layer] = torch.tensor(
                 [targets[i].channel for i in gidx for _ in range(n_images)], device=dev
@@ -244,25 +318,37 @@ class BatchedObjective:
         """Returns (loss scalar to minimise, per-row objective ``sign * channel mean`` [G*n])."""
         n_groups = len(self.targets)
         feats = {}
+        keep_reduced = self.gram_dtype in (torch.float16, torch.bfloat16)
         for layer in self.layers:
-            acts = torch.cat([store[m] for m in self.specs[layer].modules], dim=1)
-            # autocast gives bf16/fp16 activations: reduce in fp32; keep fp64 for exact tests
-            feats[layer] = acts.float() if acts.dtype in (torch.float16, torch.bfloat16) else acts
+            modules = self.specs[layer].modules
+            acts = (
+                torch.cat([store[m] for m in modules], dim=1)
+                if len(modules) > 1
+                else store[modules[0]]
+            )
+            # autocast gives bf16/fp16 activations: reduce in fp32 (unless the Gram products
+            # run in bf16: then only the channel means are upcast); keep fp64 for exact tests
+            low = acts.dtype in (torch.float16, torch.bfloat16)
+            feats[layer] = acts.float() if low and not keep_reduced else acts
         dtype = next(iter(feats.values())).dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            dtype = torch.float32
         obj_rows = torch.zeros(n_groups * self.n, device=self.net.device, dtype=dtype)
         loss = torch.zeros((), device=self.net.device, dtype=dtype)
         for layer in self.layers:
             acts = feats[layer]
             gidx = self.by_layer[layer]
             rows = (gidx[:, None] * self.n + torch.arange(self.n, device=gidx.device)).reshape(-1)
-            sel = acts[rows]  # [G_L * n, C, h, w]
+            sel = acts if layer in self.all_rows else acts[rows]  # [G_L * n, C, h, w]
             chan = sel[torch.arange(len(rows), device=rows.device), self.channel_rows[layer]]
-            vals = chan.mean(dim=(1, 2)) * self.sign_rows[rows].to(dtype)
+            vals = chan.to(dtype).mean(dim=(1, 2)) * self.sign_rows[rows].to(dtype)
             obj_rows = obj_rows.index_put((rows,), vals)
             # lucent: channel() is -mean over the group's images; diversity() is -sim/n.
             loss = loss - vals.reshape(-1, self.n).mean(dim=1).sum()
             if self.weight > 0 and self.n > 1:
-                sim = diversity_similarity(sel.reshape(len(gidx), self.n, *sel.shape[1:]))
+                sim = self.diversity_f(
+                    sel.reshape(len(gidx), self.n, *sel.shape[1:]), self.gram_dtype
+                )
                 loss = loss + self.weight * sim.sum()
         return loss, obj_rows
 
@@ -277,6 +363,18 @@ def _amp(device: torch.device, precision: str) -> torch.autocast | nullcontext[N
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def render_memory_format(cfg: RenderConfig, device: torch.device) -> torch.memory_format:
+    """The layout a render runs in (``render.memory_format``; auto = channels_last on CUDA)."""
+    if cfg.memory_format == "channels_last" or (
+        cfg.memory_format == "auto" and device.type == "cuda"
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+_GRAM_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def render_batch(
@@ -307,7 +405,23 @@ def render_batch(
     param = FFTImage(spectrum, cfg.canvas_px, cfg.decay_power)
     optimizer = torch.optim.Adam([param.spectrum], lr=cfg.lr)
     transforms = PaperTransforms(cfg, np.random.RandomState(seed % (2**32)))
-    objective = BatchedObjective(net, targets, n, cfg.diversity)
+    layout = render_memory_format(cfg, dev)
+    net.model.to(memory_format=layout)
+    # the transforms run in the network's compute dtype when asked: its input needs no cast
+    image_dtype = (
+        torch.bfloat16 if cfg.transform_precision == "model" and cfg.precision == "bf16" else None
+    )
+    image_f: Callable[[], torch.Tensor] = param
+    if cfg.compile:
+        # the image parameterisation only: inductor's backward of diversity_similarity's
+        # position route gave NaN on the CPU (torch 2.14), so that stays eager
+        image_f = param.compiled()
+    objective = BatchedObjective(net, targets, n, cfg.diversity, _GRAM_DTYPES[cfg.gram_precision])
+
+    def network_input(images: torch.Tensor) -> torch.Tensor:
+        x = net.input_transform_f(images)
+        return x.contiguous(memory_format=layout) if layout == torch.channels_last else x
+
     n_groups = len(targets)
     window = torch.zeros(n_groups, device=dev)
     previous: torch.Tensor | None = None
@@ -323,7 +437,10 @@ def render_batch(
         with capture_outputs(net.model, objective.modules) as store:
             for step in range(1, total_steps + 1):
                 optimizer.zero_grad(set_to_none=True)
-                x = net.input_transform_f(transforms(param()))
+                images = image_f()
+                if image_dtype is not None:
+                    images = images.to(image_dtype)
+                x = network_input(transforms(images))
                 with _amp(dev, cfg.precision):
                     forward_until(net.model, x, store)
                 loss, obj_rows = objective(store)
@@ -347,7 +464,7 @@ def render_batch(
                 images = param()
                 off = (cfg.canvas_px - cfg.keep_px) // 2
                 kept = images[:, :, off : off + cfg.keep_px, off : off + cfg.keep_px]
-                forward_until(net.model, net.input_transform_f(kept), store)
+                forward_until(net.model, network_input(kept), store)
                 _, final_rows = objective(store)
     finally:
         bar.close()

@@ -1,7 +1,11 @@
-"""load_model(name, weights, device) -> Net: eval model, input mapping, layer naming and hooks.
+"""Builder models as a registry, load_model(name, weights, device) -> Net, and hooks.
 
-Layers of InceptionV1 are pre-ReLU concatenations of the branch convs (PROTOCOL §2.1); layers of
-other models are module names (``layer3.1``, ``features.10``) with channel = output channel.
+Each :class:`ModelEntry` carries what the builder knows about a model: how to build it (lucent's
+pretrained InceptionV1, torchvision weights, random weights), its input transform, its layer
+naming and its branch map (which layers are concatenations of branch modules, and each branch's
+name and channel count). ``inceptionv1`` is registered here; torchvision classification models
+and ``package.module:factory`` names resolve to entries on demand. A layer that is not in the
+branch map is a module name (``layer3.1``, ``features.10``) with channel = output channel.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 import importlib
 import logging
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +25,184 @@ import torch.nn.functional as F
 from torch import nn
 
 from stimuli_builder.errors import ModelError
-from stimuli_builder.presets import (
-    BRANCH_MODULE_SUFFIX,
-    BRANCHES,
-    INCEPTION_BRANCH_SIZES,
-    inception_branch_of,
-)
+from stimuli_builder.presets import BRANCH_MODULE_SUFFIX, BRANCHES, INCEPTION_BRANCH_SIZES
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+InputTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """One branch of a concatenated layer: its name, the module giving it, its channel count."""
+
+    name: str
+    module: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """Everything model-specific the builder needs.
+
+    Attributes:
+        name: the model name as configured.
+        build: ``build(weights, seed) -> (module, weights_id)`` for ``weights`` in
+            ``"pretrained"``/``"random"`` (a weights file is loaded into the ``"random"`` build).
+        input_transform: maps RGB float [N, 3, H, W] in [0, 1] to the model's input.
+        branches: layer name -> its branches in concatenation order (empty: no branch layers).
+        prepare: called on the built module before it is moved to the device (fast layers).
+    """
+
+    name: str
+    build: Callable[[str, int], tuple[nn.Module, str]]
+    input_transform: InputTransform
+    branches: Mapping[str, tuple[BranchSpec, ...]] = field(default_factory=dict)
+    prepare: Callable[[nn.Module], None] | None = None
+
+    def branch_of(self, layer: str, channel: int) -> str | None:
+        """The branch holding global ``channel`` of ``layer``; None for unbranched layers or a
+        channel past the end."""
+        start = 0
+        for branch in self.branches.get(layer, ()):
+            if start <= channel < start + branch.channels:
+                return branch.name
+            start += branch.channels
+        return None
+
+
+_REGISTRY: dict[str, Callable[[], ModelEntry]] = {}
+
+
+def register_model(
+    name: str,
+) -> Callable[[Callable[[], ModelEntry]], Callable[[], ModelEntry]]:
+    """Decorator registering a zero-argument function that returns ``name``'s entry."""
+
+    def decorate(fn: Callable[[], ModelEntry]) -> Callable[[], ModelEntry]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorate
+
+
+def registered_models() -> list[str]:
+    """Names registered with :func:`register_model` (torchvision names resolve on demand)."""
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The entry of a registered model, a ``package.module:factory`` or a torchvision model.
+
+    Raises:
+        ModelError: unknown name (with close matches).
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]()
+    if ":" in name:
+        return _factory_entry(name)
+    return _torchvision_entry(name)
+
+
+def branch_of(model: str, layer: str, channel: int) -> str | None:
+    """The manifest's ``branch`` of a unit: from the model's branch map, None without one."""
+    if model in _REGISTRY:
+        return _REGISTRY[model]().branch_of(layer, channel)
+    return None
+
+
+def _inceptionv1_input(x: torch.Tensor) -> torch.Tensor:
+    # lucid's inception5h graph takes RGB in [-117, 138] (lucent preprocess_inceptionv1).
+    return x * 255.0 - 117.0
+
+
+def _imagenet_input(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _build_inceptionv1(weights: str, seed: int) -> tuple[nn.Module, str]:
+    from lucent.modelzoo.inceptionv1 import InceptionV1
+
+    if weights == "pretrained":
+        try:
+            return InceptionV1(pretrained=True, progress=False), "lucent-pretrained"
+        except (OSError, RuntimeError) as exc:
+            raise ModelError(
+                f"could not download lucent's InceptionV1 weights ({exc}); "
+                "pass --weights FILE (inception5h.pth) or --random-weights"
+            ) from None
+    return InceptionV1(pretrained=False), f"random(seed={seed})"
+
+
+@register_model("inceptionv1")
+def inceptionv1() -> ModelEntry:
+    """lucent's InceptionV1: mixed layers are pre-ReLU concatenations of four branch convs
+    (docs/builder.md, docs/stimulus_set_v1.md), input x*255-117, fast LRN/RedirectedReLU."""
+    branches = {
+        layer: tuple(
+            BranchSpec(b, f"{layer}_{BRANCH_MODULE_SUFFIX[b]}", size)
+            for b, size in zip(BRANCHES, sizes, strict=True)
+        )
+        for layer, sizes in INCEPTION_BRANCH_SIZES.items()
+    }
+    return ModelEntry(
+        "inceptionv1", _build_inceptionv1, _inceptionv1_input, branches, use_fast_layers
+    )
+
+
+def _factory_entry(name: str) -> ModelEntry:
+    mod_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"cannot import model factory {name!r}: {exc}") from None
+
+    def build(weights: str, seed: int) -> tuple[nn.Module, str]:
+        if weights == "pretrained":
+            raise ModelError(f"model {name!r} has no pretrained weights; use random or a file")
+        module: nn.Module = factory()
+        return module, f"random(seed={seed})"
+
+    return ModelEntry(name, build, _identity)
+
+
+def _torchvision_entry(name: str) -> ModelEntry:
+    import torchvision.models as tvm
+
+    known = tvm.list_models(module=tvm)
+    if name not in known:
+        close = difflib.get_close_matches(name, known + registered_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"unknown model {name!r}{hint}")
+
+    def build(weights: str, seed: int) -> tuple[nn.Module, str]:
+        if weights == "pretrained":
+            try:
+                model: nn.Module = tvm.get_model(name, weights="DEFAULT")
+            except (OSError, RuntimeError) as exc:
+                raise ModelError(
+                    f"could not download torchvision weights for {name}: {exc}"
+                ) from None
+            return model, f"torchvision:{tvm.get_model_weights(name).DEFAULT}"
+        kwargs = (
+            {"aux_logits": False, "init_weights": True}
+            if name in ("googlenet", "inception_v3")
+            else {}
+        )
+        return tvm.get_model(name, weights=None, **kwargs), f"random(seed={seed})"
+
+    return ModelEntry(name, build, _imagenet_input)
 
 
 @dataclass(frozen=True)
@@ -53,15 +224,15 @@ class Net:
         weights_id: ``lucent-pretrained``, ``random(seed=S)``, ``sha256:<hex>`` or
             ``torchvision:<weights enum>``.
         input_transform_f: maps RGB float [N, 3, H, W] in [0, 1] to the model's input.
-        is_inception: True for lucent's InceptionV1 (branch-aware layer names).
+        entry: the model's registry entry (layer naming, branch map).
     """
 
     model: nn.Module
     name: str
     weights_id: str
-    input_transform_f: Callable[[torch.Tensor], torch.Tensor]
+    input_transform_f: InputTransform
     device: torch.device
-    is_inception: bool = False
+    entry: ModelEntry
     _channels: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def layer_spec(self, layer: str) -> LayerSpec:
@@ -70,14 +241,15 @@ class Net:
         Raises:
             ModelError: no such layer (with close matches).
         """
+        branches = self.entry.branches.get(layer)
+        if branches:
+            return LayerSpec(
+                layer, tuple(b.module for b in branches), tuple(b.name for b in branches)
+            )
         modules = dict(self.model.named_modules())
-        if self.is_inception and layer in INCEPTION_BRANCH_SIZES:
-            names = tuple(f"{layer}_{BRANCH_MODULE_SUFFIX[b]}" for b in BRANCHES)
-            return LayerSpec(layer, names, tuple(BRANCHES))
         if layer in modules and layer != "":
             return LayerSpec(layer, (layer,), (None,))
-        candidates = list(INCEPTION_BRANCH_SIZES) if self.is_inception else []
-        candidates += [n for n in modules if n]
+        candidates = list(self.entry.branches) + [n for n in modules if n]
         close = difflib.get_close_matches(layer, list(dict.fromkeys(candidates)), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown layer {layer!r} for model {self.name!r}{hint}")
@@ -93,7 +265,7 @@ class Net:
         return self._channels[layer]
 
     def check_unit(self, layer: str, channel: int) -> str | None:
-        """Validate ``(layer, channel)``; return its InceptionV1 branch (None otherwise).
+        """Validate ``(layer, channel)``; return its branch (None for unbranched layers).
 
         Raises:
             ModelError: unknown layer or channel out of range.
@@ -104,9 +276,7 @@ class Net:
                 f"channel {channel} is out of range for layer {layer!r} of {self.name} "
                 f"(0..{total - 1})"
             )
-        if self.is_inception and layer in INCEPTION_BRANCH_SIZES:
-            return inception_branch_of(layer, channel)[0]
-        return None
+        return self.entry.branch_of(layer, channel)
 
 
 class _StopForward(Exception):
@@ -193,19 +363,22 @@ def _load_state(model: nn.Module, path: Path) -> str:
     return "sha256:" + file_sha256(path)
 
 
-def _inceptionv1_input(x: torch.Tensor) -> torch.Tensor:
-    # lucid's inception5h graph takes RGB in [-117, 138] (lucent preprocess_inceptionv1).
-    return x * 255.0 - 117.0
+_BANDS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
 
-def _imagenet_input(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
+def _band_matrix(c: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The [c, c, 1, 1] window-mean weights of :func:`band_local_response_norm`, built once per
+    (channels, size, device, dtype) instead of four small kernels and a cast every step."""
+    key = (c, size, device, dtype)
+    if key not in _BANDS:
+        # a normal tensor even when first built inside a scan's inference_mode: renders use it
+        # under autograd
+        with torch.inference_mode(False):
+            i = torch.arange(c, device=device)
+            d = i[None, :] - i[:, None]
+            band = ((d >= -(size // 2)) & (d <= (size - 1) // 2)).to(dtype) / size
+            _BANDS[key] = band[:, :, None, None]
+    return _BANDS[key]
 
 
 def band_local_response_norm(
@@ -219,10 +392,7 @@ def band_local_response_norm(
     and backward of InceptionV1's two LRN layers on a GPU.
     """
     c = x.shape[1]
-    i = torch.arange(c, device=x.device)
-    d = i[None, :] - i[:, None]
-    band = ((d >= -(size // 2)) & (d <= (size - 1) // 2)).to(x.dtype) / size
-    div = F.conv2d(x * x, band[:, :, None, None])
+    div = F.conv2d(x * x, _band_matrix(c, size, x.device, x.dtype))
     return x / (div * alpha + k).pow(beta)
 
 
@@ -283,10 +453,10 @@ def use_lucent_layers(model: nn.Module) -> None:
 
 
 def load_model(name: str, weights: str, device: torch.device, seed: int = 0) -> Net:
-    """Build a network in eval mode on ``device``.
+    """Build a network in eval mode on ``device`` from its registry entry.
 
     Args:
-        name: ``"inceptionv1"`` (lucent), a torchvision classification model name
+        name: a registered model (``"inceptionv1"``), a torchvision classification model name
             (``"resnet50"``), or ``"package.module:factory"`` returning an ``nn.Module`` that
             takes RGB in [0, 1].
         weights: ``"pretrained"`` (downloads; needs the network), ``"random"`` (default init
@@ -301,61 +471,10 @@ def load_model(name: str, weights: str, device: torch.device, seed: int = 0) -> 
         ModelError: unknown model, unreadable/mismatching weights, failed download.
     """
     torch.manual_seed(seed)
-    is_inception = False
-    if name == "inceptionv1":
-        from lucent.modelzoo.inceptionv1 import InceptionV1
-
-        is_inception = True
-        transform_f: Callable[[torch.Tensor], torch.Tensor] = _inceptionv1_input
-        if weights == "pretrained":
-            try:
-                model: nn.Module = InceptionV1(pretrained=True, progress=False)
-            except (OSError, RuntimeError) as exc:
-                raise ModelError(
-                    f"could not download lucent's InceptionV1 weights ({exc}); "
-                    "pass --weights FILE (inception5h.pth) or --random-weights"
-                ) from None
-            weights_id = "lucent-pretrained"
-        else:
-            model = InceptionV1(pretrained=False)
-            weights_id = f"random(seed={seed})"
-        use_fast_layers(model)
-    elif ":" in name:
-        mod_name, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ModelError(f"cannot import model factory {name!r}: {exc}") from None
-        model = factory()
-        transform_f = _identity
-        weights_id = f"random(seed={seed})"
-        if weights == "pretrained":
-            raise ModelError(f"model {name!r} has no pretrained weights; use random or a file")
-    else:
-        import torchvision.models as tvm
-
-        known = tvm.list_models(module=tvm)
-        if name not in known:
-            close = difflib.get_close_matches(name, known + ["inceptionv1"], n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ModelError(f"unknown model {name!r}{hint}")
-        transform_f = _imagenet_input
-        if weights == "pretrained":
-            try:
-                model = tvm.get_model(name, weights="DEFAULT")
-            except (OSError, RuntimeError) as exc:
-                raise ModelError(
-                    f"could not download torchvision weights for {name}: {exc}"
-                ) from None
-            weights_id = f"torchvision:{tvm.get_model_weights(name).DEFAULT}"
-        else:
-            kwargs = (
-                {"aux_logits": False, "init_weights": True}
-                if name in ("googlenet", "inception_v3")
-                else {}
-            )
-            model = tvm.get_model(name, weights=None, **kwargs)
-            weights_id = f"random(seed={seed})"
+    entry = model_entry(name)
+    model, weights_id = entry.build("pretrained" if weights == "pretrained" else "random", seed)
+    if entry.prepare is not None:
+        entry.prepare(model)
     if weights not in ("pretrained", "random"):
         path = Path(weights)
         if not path.is_file():
@@ -363,4 +482,4 @@ def load_model(name: str, weights: str, device: torch.device, seed: int = 0) -> 
         weights_id = _load_state(model, path)
     model.eval().requires_grad_(False).to(device)
     logger.info("model loaded", extra={"model": name, "weights_id": weights_id})
-    return Net(model, name, weights_id, transform_f, device, is_inception)
+    return Net(model, name, weights_id, entry.input_transform, device, entry)

@@ -22,8 +22,7 @@ from stimuli_builder.errors import ModelError, StepOrderError
 from stimuli_builder.exemplars import Pick, select_unit
 from stimuli_builder.fsutil import save_npz_atomic, write_json_atomic
 from stimuli_builder.images import list_images, load_crop
-from stimuli_builder.nets import Net, file_sha256, load_model
-from stimuli_builder.presets import INCEPTION_BRANCH_SIZES, inception_branch_of
+from stimuli_builder.nets import Net, branch_of, file_sha256, load_model
 from stimuli_builder.runtime import git_commit, package_versions, pick_device, seed_everything
 from stimuli_builder.scan import load_scan, scan_folder
 
@@ -41,10 +40,35 @@ def _model_identity(cfg: BuildConfig) -> dict[str, Any]:
     return ident
 
 
+# Render options that only change speed, and options whose default keeps the earlier arithmetic
+# (left out at their default so that renders made before they existed stay valid).
+_RENDER_SPEED_ONLY = {"groups_per_batch", "memory_fraction", "enabled", "memory_format", "compile"}
+_RENDER_DEFAULT_OMITTED = {"transform_precision": "fp32", "gram_precision": "fp32"}
+
+
+# Scan options that only change speed (the overlapped loop gives identical results).
+_SCAN_SPEED_ONLY = {"num_workers", "agreement_images", "overlap", "prefetch_batches"}
+
+
+def _scan_identity(cfg: BuildConfig) -> dict[str, Any]:
+    part = cfg.scan.model_dump(mode="json", exclude=_SCAN_SPEED_ONLY)
+    if cfg.scan.precision == "fp32":
+        del part["agreement_floor"]  # only reduced-precision scans fall back to fp32
+    return part
+
+
+def _render_identity(cfg: BuildConfig) -> dict[str, Any]:
+    part = cfg.render.model_dump(mode="json", exclude=_RENDER_SPEED_ONLY)
+    for key, default in _RENDER_DEFAULT_OMITTED.items():
+        if part.get(key) == default:
+            del part[key]
+    return part
+
+
 def step_hashes(cfg: BuildConfig) -> dict[str, str]:
     """Hashes of what each step's output depends on."""
     device_type = pick_device(cfg.device).type
-    scan_part = cfg.scan.model_dump(mode="json", exclude={"num_workers", "agreement_images"})
+    scan_part = _scan_identity(cfg)
     scan_h = stable_hash(
         {
             "model": _model_identity(cfg),
@@ -63,9 +87,7 @@ def step_hashes(cfg: BuildConfig) -> dict[str, str]:
         {
             "model": _model_identity(cfg),
             "seed": cfg.seed,
-            "render": cfg.render.model_dump(
-                mode="json", exclude={"groups_per_batch", "memory_fraction", "enabled"}
-            ),
+            "render": _render_identity(cfg),
         }
     )
     write_h = stable_hash(
@@ -106,9 +128,8 @@ def validate_units(net: Net, units: list[UnitSpec], probe_px: int = 224) -> None
 
 
 def _branch(cfg: BuildConfig, unit: UnitSpec) -> str | None:
-    if cfg.model.name == "inceptionv1" and unit.layer in INCEPTION_BRANCH_SIZES:
-        return inception_branch_of(unit.layer, unit.channel)[0]
-    return None
+    # The model's branch map is the one place that knows it; the manifest carries it to the app.
+    return branch_of(cfg.model.name, unit.layer, unit.channel)
 
 
 def run_scan(
@@ -162,7 +183,7 @@ def _pick_dict(p: Pick) -> dict[str, Any]:
 
 
 def run_select(cfg: BuildConfig, *, force: bool = False) -> dict[str, Any]:
-    """PROTOCOL §2.2 selection for every unit; writes ``select/selection.json``.
+    """Exemplar selection (docs/protocol.md, Stimuli) for every unit; writes ``select/selection.json``.
 
     Raises:
         StepOrderError: no matching scan. DatasetError: too few images for k x batches.

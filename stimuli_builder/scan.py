@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import shutil
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,10 @@ class ScanStats:
     n_skipped: int = 0
     seconds: float = 0.0
     wait_seconds: float = 0.0
+    """Time the main thread waited for the next staged batch (0 when staging keeps ahead)."""
+    stage_seconds: float = 0.0
+    """Time spent staging batches (loader wait, decode, resize, host-to-device copy); with
+    ``overlap`` it runs in the staging thread, alongside the model."""
     device_seconds: float = 0.0
     agreement: dict[str, Any] | None = None
     skipped_files: list[str] = field(default_factory=list)
@@ -183,6 +189,182 @@ class LayerReducer:
         return out
 
 
+LoaderItem = tuple[torch.Tensor, Any, torch.Tensor]
+Staged = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+class BatchStager:
+    """Turns loader items into uint8 device batches, optionally ahead of the consumer.
+
+    ``stage(item) -> (indices, uint8 [B, 3, H, W] on the device, ok mask on the CPU)`` does the
+    decoding, resizing and host-to-device copy. With ``overlap``, a thread iterates the loader
+    and stages up to ``depth`` batches ahead, on its own CUDA stream on a GPU; the consumer's
+    stream waits on an event recorded after each batch (no host synchronisation) and the batch's
+    memory is marked as used by the consumer's stream. Without ``overlap``, staging runs inline.
+    Exceptions in the thread re-raise in the consumer; :meth:`close` stops the thread.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[LoaderItem],
+        stage: Callable[[LoaderItem], Staged],
+        device: torch.device,
+        *,
+        overlap: bool,
+        depth: int = 2,
+    ) -> None:
+        self.items, self.stage, self.device, self.overlap = items, stage, device, overlap
+        self.stage_seconds = 0.0
+        self.wait_seconds = 0.0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source: Iterator[LoaderItem] = iter(())
+        self._stream: torch.cuda.Stream | None = None
+        if overlap and device.type == "cuda":
+            self._stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+
+    def _put(self, obj: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(obj, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        stream_ctx: AbstractContextManager[object] = (
+            torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
+        )
+        try:
+            with stream_ctx, torch.inference_mode():
+                it = self._source
+                while not self._stop.is_set():
+                    t0 = time.perf_counter()
+                    item = next(it, None)
+                    if item is None:
+                        break
+                    staged = self.stage(item)
+                    event: torch.cuda.Event | None = None
+                    if self._stream is not None:
+                        event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+                        event.record(self._stream)
+                    self.stage_seconds += time.perf_counter() - t0
+                    if not self._put((staged, event)):
+                        return
+            self._put(_END)
+        except BaseException as exc:  # re-raised in the consumer
+            self._put(_Failed(exc))
+
+    def __iter__(self) -> Iterator[Staged]:
+        if not self.overlap:
+            it = iter(self.items)
+            while True:
+                t0 = time.perf_counter()
+                item = next(it, None)
+                if item is None:
+                    return
+                staged = self.stage(item)
+                dt = time.perf_counter() - t0
+                self.stage_seconds += dt
+                self.wait_seconds += dt
+                yield staged
+        # the loader's iterator (and its worker processes) start on the calling thread, as the
+        # serial loop's do; the staging thread only pulls items from it
+        self._source = iter(self.items)
+        self._thread = threading.Thread(target=self._run, name="scan-stager", daemon=True)
+        self._thread.start()
+        while True:
+            t0 = time.perf_counter()
+            got = self._queue.get()
+            self.wait_seconds += time.perf_counter() - t0
+            if got is _END:
+                return
+            if isinstance(got, _Failed):
+                raise got.exc
+            batch: Staged
+            event: torch.cuda.Event | None
+            batch, event = got  # type: ignore[misc]
+            if event is not None:
+                consumer = torch.cuda.current_stream(self.device)
+                consumer.wait_event(event)
+                batch[1].record_stream(consumer)
+            yield batch
+
+    def close(self) -> None:
+        """Stop the staging thread (pending batches are dropped)."""
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    self._thread.join(timeout=0.05)
+            self._thread = None
+        self._source = iter(())  # drops the loader's iterator: its workers shut down
+
+
+class _ChunkWriter:
+    """Copies a finished chunk's reductions to the host and writes them to the arrays.
+
+    On CUDA the copies are asynchronous (pinned memory) and a chunk is written when the next
+    one finishes or at the end, so the main thread never waits for the device mid-scan.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.pending: list[
+            tuple[int, list[tuple[np.ndarray, dict[str, tuple[torch.Tensor, torch.Tensor]]]], Any]
+        ] = []
+
+    def submit(
+        self,
+        c: int,
+        rows: list[tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]],
+    ) -> None:
+        copies = []
+        for bidx, red in rows:
+            host = {
+                layer: (
+                    mean_t.to("cpu", non_blocking=self.device.type == "cuda"),
+                    max_t.to("cpu", non_blocking=self.device.type == "cuda"),
+                )
+                for layer, (mean_t, max_t) in red.items()
+            }
+            copies.append((bidx.numpy(), host))
+        event: torch.cuda.Event | None = None
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            event.record()
+        self.pending.append((c, copies, event))
+
+    def ready(
+        self, flush_all: bool = False
+    ) -> Iterator[tuple[int, list[tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]]]]:
+        """Chunks whose copies are done: all but the newest (all with ``flush_all``)."""
+        keep = 0 if flush_all or self.device.type != "cuda" else 1
+        while len(self.pending) > keep:
+            c, copies, event = self.pending.pop(0)
+            if event is not None:
+                event.synchronize()
+            yield (
+                c,
+                [
+                    (rows, {k: (a.numpy(), b.numpy()) for k, (a, b) in host.items()})
+                    for rows, host in copies
+                ],
+            )
+
+
 def _batches(indices: range, batch_size: int) -> list[list[int]]:
     return [list(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
 
@@ -308,23 +490,45 @@ def scan_folder(
         disable=not progress or not sys.stderr.isatty(),
         file=sys.stderr,
     )
+
+    def stage(item: LoaderItem) -> Staged:
+        idx, data, ok = item
+        if decoder == "pil":
+            assert isinstance(data, torch.Tensor)
+            return idx, data.to(device, non_blocking=True), ok
+        x, ok_dec = _decode_on_device(unpack_buffers(data), device, cfg.resize_px, cfg.crop_px)
+        return idx, x, ok & ok_dec
+
+    stager = BatchStager(loader, stage, device, overlap=cfg.overlap, depth=cfg.prefetch_batches)
+    writer = _ChunkWriter(device)
     chunk_rows: dict[
         int, list[tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]]
     ] = {}
     chunk_left = {c: min(n, (c + 1) * chunk) - c * chunk for c in pending}
-    t_wait = time.perf_counter()
+
+    def write_ready(flush_all: bool = False) -> None:
+        for c, rows in writer.ready(flush_all):
+            t_dev = time.perf_counter()
+            for bidx, host in rows:
+                for layer, (mean_a, max_a) in host.items():
+                    arrays[(layer, "mean")][bidx] = mean_a
+                    arrays[(layer, "max")][bidx] = max_a
+            for arr in arrays.values():
+                for i in skipped:
+                    if c * chunk <= i < (c + 1) * chunk:
+                        arr[i] = np.nan
+                arr.flush()
+            stats.device_seconds += time.perf_counter() - t_dev
+            done_chunks.add(c)
+            write_json_atomic(
+                progress_path, {"done": sorted(done_chunks), "skipped": sorted(skipped)}
+            )
+            if on_chunk is not None:
+                on_chunk(c)
+
     try:
         with capture_outputs(net.model, reducer.modules) as store, torch.inference_mode():
-            for idx, data, ok in loader:
-                t_got = time.perf_counter()
-                stats.wait_seconds += t_got - t_wait
-                if decoder == "pil":
-                    assert isinstance(data, torch.Tensor)
-                    x = data.to(device, non_blocking=True)
-                else:
-                    bufs = unpack_buffers(data)
-                    x, ok_dec = _decode_on_device(bufs, device, cfg.resize_px, cfg.crop_px)
-                    ok = ok & ok_dec
+            for idx, x, ok in stager:
                 reduced = reducer(x, store)
                 c = int(idx[0]) // chunk
                 chunk_rows.setdefault(c, []).append((idx, reduced))
@@ -334,31 +538,18 @@ def scan_folder(
                 chunk_left[c] -= len(idx)
                 bar.update(len(idx))
                 if chunk_left[c] == 0:
-                    t_dev = time.perf_counter()
-                    for bidx, red in chunk_rows.pop(c):
-                        rows = bidx.numpy()
-                        for layer, (mean_t, max_t) in red.items():
-                            arrays[(layer, "mean")][rows] = mean_t.cpu().numpy()
-                            arrays[(layer, "max")][rows] = max_t.cpu().numpy()
-                    for arr in arrays.values():
-                        for i in skipped:
-                            if c * chunk <= i < (c + 1) * chunk:
-                                arr[i] = np.nan
-                        arr.flush()
-                    stats.device_seconds += time.perf_counter() - t_dev
-                    done_chunks.add(c)
-                    write_json_atomic(
-                        progress_path, {"done": sorted(done_chunks), "skipped": sorted(skipped)}
-                    )
-                    if on_chunk is not None:
-                        on_chunk(c)
+                    writer.submit(c, chunk_rows.pop(c))
+                    write_ready()
                 stats.n_scanned += len(idx)
-                t_wait = time.perf_counter()
+            write_ready(flush_all=True)
     finally:
+        stager.close()
+        stats.wait_seconds = stager.wait_seconds
+        stats.stage_seconds = stager.stage_seconds
         bar.close()
         for arr in arrays.values():
             arr.flush()
-        del arrays
+        arrays.clear()  # closes the memory maps
     stats.n_skipped = len(skipped)
     stats.skipped_files = [files[i] for i in sorted(skipped)]
     stats.seconds = time.perf_counter() - t_start
@@ -366,6 +557,15 @@ def scan_folder(
         stats.agreement = precision_agreement(
             net, layers, root, files, out_dir, cfg, skipped, decoder
         )
+        weak = [
+            layer
+            for layer, agreement in stats.agreement["layers"].items()
+            if agreement["spearman_mean"] < cfg.agreement_floor
+        ]
+        if weak:
+            _rescan_in_fp32(net, weak, root, files, out_dir, cfg, config_hash, progress)
+        stats.agreement["floor"] = cfg.agreement_floor
+        stats.agreement["rescanned_fp32"] = weak
     if stats.n_skipped == n:
         raise DatasetError(f"none of the {n} images under {root} could be decoded")
     write_json_atomic(
@@ -386,6 +586,36 @@ def scan_folder(
         stats.images_per_s,
     )
     return stats
+
+
+def _rescan_in_fp32(
+    net: Net,
+    layers: list[str],
+    root: Path,
+    files: list[str],
+    out_dir: Path,
+    cfg: ScanConfig,
+    config_hash: str,
+    progress: bool,
+) -> None:
+    """Scan ``layers`` again in fp32 (resumable, under ``out_dir/fp32``) and replace their
+    reduced-precision arrays with the fp32 ones."""
+    logger.warning(
+        "%s ranks of %s disagree with fp32 (mean Spearman < %.4f): scanning them in fp32",
+        cfg.precision,
+        ", ".join(layers),
+        cfg.agreement_floor,
+    )
+    sub = out_dir / "fp32"
+    fp32 = cfg.model_copy(update={"precision": "fp32"})
+    scan_folder(net, layers, root, files, sub, fp32, f"{config_hash}:fp32", progress=progress)
+    for layer in layers:
+        for stat in ("mean", "max"):
+            dst = open_memmap(out_dir / f"{layer}.{stat}.npy", "r+")
+            dst[:] = np.load(sub / f"{layer}.{stat}.npy", mmap_mode="r")
+            dst.flush()
+            del dst
+    shutil.rmtree(sub)
 
 
 def ranking_agreement(reference: np.ndarray, other: np.ndarray, top: int) -> dict[str, float]:

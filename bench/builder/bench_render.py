@@ -106,8 +106,28 @@ def ours(net, cfg: RenderConfig, targets: list[RenderTarget], steps: int) -> dic
     return out
 
 
-def profile_steps(net, cfg: RenderConfig, targets: list[RenderTarget], path: Path) -> None:
-    """torch.profiler table of 3 render steps (the kernels that take the time)."""
+FLAGS = {
+    "nchw": {"memory_format": "contiguous"},
+    "cl": {"memory_format": "channels_last"},
+    "g16": {"gram_precision": "bf16"},
+    "tm": {"transform_precision": "model"},
+    "compile": {"compile": True},
+}
+
+
+def variant_options(flags: str) -> dict[str, object]:
+    """``cl+g16+tm`` -> RenderConfig keyword arguments (see FLAGS); empty = config defaults."""
+    out: dict[str, object] = {}
+    for flag in filter(None, flags.split("+")):
+        out.update(FLAGS[flag])
+    return out
+
+
+def profile_steps(
+    net, cfg: RenderConfig, targets: list[RenderTarget], path: Path
+) -> dict[str, float]:
+    """torch.profiler table of 3 render steps (the kernels that take the time); returns the
+    share of device (CPU without CUDA) time spent in aten::copy_ and its call count."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU]
@@ -118,12 +138,27 @@ def profile_steps(net, cfg: RenderConfig, targets: list[RenderTarget], path: Pat
         render_batch(net, targets, cfg, seed=0, steps=3)
         sync(net.device)
     keys = ["self_device_time_total", "self_cuda_time_total"] if net.device.type == "cuda" else []
+    averages = prof.key_averages()
     for key in [*keys, "self_cpu_time_total"]:
         try:
-            path.write_text(prof.key_averages().table(sort_by=key, row_limit=25))
-            return
+            path.write_text(averages.table(sort_by=key, row_limit=25))
         except (AttributeError, KeyError, ValueError):
             continue
+        total = sum(getattr(e, key) for e in averages if getattr(e, key, None) is not None)
+        copies = [e for e in averages if e.key == "aten::copy_"]
+        copy_time = sum(getattr(e, key) for e in copies)
+        return {
+            "time_key": key,  # type: ignore[dict-item]
+            "copy_share": copy_time / total if total else 0.0,
+            "copy_calls_per_step": sum(e.count for e in copies) / 3,
+        }
+    return {}
+
+
+def save(path: Path, result: dict[str, object]) -> None:
+    """Write the results so far."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
 
 
 def main() -> None:
@@ -133,10 +168,23 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         default="fp32:fast",
-        help="comma-separated precision:layers of our renderer (layers: fast = band-matrix LRN "
-        "and mask-free RedirectedReLU, lucent = lucent's own), e.g. fp32:fast,bf16:fast,fp32:lucent",
+        help="comma-separated precision:layers[:flags] of our renderer (layers: fast = "
+        "band-matrix LRN and mask-free RedirectedReLU, lucent = lucent's own; flags joined by +: "
+        "nchw|cl (memory format), g16 (bf16 Gram), tm (transforms in the model's dtype), "
+        "compile), e.g. fp32:fast:nchw,bf16:fast:cl+g16+tm,fp32:lucent",
     )
     ap.add_argument("--profile", type=Path, help="write a kernel profile of 3 steps here")
+    ap.add_argument(
+        "--profile-variants",
+        default="fp32:fast:nchw",
+        help="variants profiled with --profile (one table each: PATH.<variant>.txt)",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench/out/render.json"),
+        help="results, rewritten after every measurement (a time limit keeps what was done)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,21 +210,41 @@ def main() -> None:
         for s in (1, -1)
     ]
     for variant in args.variants.split(","):
-        precision, layers = variant.split(":")
+        precision, layers, *rest = variant.split(":")
         (use_fast_layers if layers == "fast" else use_lucent_layers)(net.model)
-        cfg = RenderConfig(steps=args.steps, groups_per_batch=args.groups, precision=precision)
-        entry = ours(net, cfg, targets, args.steps)
+        options = variant_options(rest[0] if rest else "")
+        cfg = RenderConfig(
+            steps=args.steps, groups_per_batch=args.groups, precision=precision, **options
+        )
+        try:
+            entry = ours(net, cfg, targets, args.steps)
+        except Exception as exc:  # noqa: BLE001 - one failing option must not hide the others
+            logging.exception("variant %s failed", variant)
+            result[f"ours_{variant}"] = {"error": repr(exc)}
+            save(args.json, result)
+            continue
         entry["speedup"] = entry["image_steps_per_s"] / base  # type: ignore[operator]
-        result[f"ours_{precision}_{layers}_layers"] = entry
+        entry["options"] = options
+        result[f"ours_{variant}"] = entry
         logging.info("%s: %s", variant, entry)
+        save(args.json, result)
     if args.profile:
         use_fast_layers(net.model)
-        cfg = RenderConfig(steps=3, groups_per_batch=16 if device.type == "cuda" else 1)
-        profile_steps(
-            net, cfg, targets[:16] if device.type == "cuda" else targets[:1], args.profile
-        )
-    Path("bench/out").mkdir(parents=True, exist_ok=True)
-    Path("bench/out/render.json").write_text(json.dumps(result, indent=1))
+        profiles = {}
+        for variant in args.profile_variants.split(","):
+            precision, _layers, *rest = variant.split(":")
+            cfg = RenderConfig(
+                steps=3,
+                groups_per_batch=16 if device.type == "cuda" else 1,
+                precision=precision,
+                **variant_options(rest[0] if rest else ""),
+            )
+            path = args.profile.with_suffix(f".{variant.replace(':', '_')}.txt")
+            profiles[variant] = profile_steps(
+                net, cfg, targets[:16] if device.type == "cuda" else targets[:1], path
+            )
+        result["profile"] = profiles
+    save(args.json, result)
     sys.stdout.write(json.dumps(result, indent=1) + "\n")
 
 

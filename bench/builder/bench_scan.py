@@ -165,6 +165,12 @@ def breakdown(net, root: Path, files: list[str], batch: int, precision: str) -> 
     }
 
 
+def save(path: Path, result: dict[str, object]) -> None:
+    """Write the results so far."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=192)
@@ -175,6 +181,19 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument(
         "--decoders", default="", help="also scan with these decoders (pil,torch) in --precision"
+    )
+    ap.add_argument(
+        "--overlap",
+        choices=["on", "off", "both"],
+        default="on",
+        help="staging thread (decode batch k+1 while batch k runs); both = each run twice, "
+        "serial first, and the two results compared",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench/out/scan.json"),
+        help="results, rewritten after every measurement (a time limit keeps what was done)",
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -202,35 +221,59 @@ def main() -> None:
             result["plain"]["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30  # type: ignore[index]
     runs = [("fp32", "auto"), (args.precision, "auto")]
     runs += [(args.precision, d) for d in args.decoders.split(",") if d]
+    overlaps = {"on": [True], "off": [False], "both": [False, True]}[args.overlap]
     for precision, decoder in dict.fromkeys(runs):
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        cfg = ScanConfig(
-            batch_size=args.batch,
-            num_workers=args.workers,
-            precision=precision,
-            decoder=decoder,
-            chunk_size=max(4096, args.batch),
-            agreement_images=min(1024, len(files)),
-        )
-        out = Path(f"bench/out/scan_{precision}_{decoder}")
-        stats = scan_folder(
-            net, LAYERS, root, files, out, cfg, config_hash=f"bench-{time.time()}", progress=False
-        )
-        entry = {
-            "images_per_s": stats.images_per_s,
-            "seconds": stats.seconds,
-            "loader_wait_s": stats.wait_seconds,
-            "agreement": stats.agreement,
-        }
-        if device.type == "cuda":
-            entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        result[f"ours_{precision}" + ("" if decoder == "auto" else f"_{decoder}")] = entry
+        serial: dict[str, np.ndarray] = {}
+        for overlap in overlaps:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            cfg = ScanConfig(
+                batch_size=args.batch,
+                num_workers=args.workers,
+                precision=precision,
+                decoder=decoder,
+                overlap=overlap,
+                chunk_size=max(4096, args.batch),
+                agreement_images=min(1024, len(files)),
+                # throughput of the precision itself; a build rescans weak layers in fp32
+                agreement_floor=0.0,
+            )
+            out = Path(f"bench/out/scan_{precision}_{decoder}_{'overlap' if overlap else 'serial'}")
+            stats = scan_folder(
+                net,
+                LAYERS,
+                root,
+                files,
+                out,
+                cfg,
+                config_hash=f"bench-{time.time()}",
+                progress=False,
+            )
+            entry: dict[str, object] = {
+                "images_per_s": stats.images_per_s,
+                "seconds": stats.seconds,
+                "main_thread_wait_s": stats.wait_seconds,
+                "stage_s": stats.stage_seconds,
+                "agreement": stats.agreement,
+            }
+            means = {layer: np.load(out / f"{layer}.mean.npy") for layer in LAYERS}
+            if not overlap:
+                serial = means
+            elif serial:
+                entry["identical_to_serial"] = all(
+                    np.array_equal(means[k], serial[k], equal_nan=True) for k in LAYERS
+                )
+            if device.type == "cuda":
+                entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            name = f"ours_{precision}" + ("" if decoder == "auto" else f"_{decoder}")
+            if len(overlaps) > 1:
+                name += "_overlap" if overlap else "_serial"
+            result[name] = entry
+            save(args.json, result)
     result["breakdown"] = breakdown(
         net, root, files, min(args.batch, 64 if device.type == "cpu" else 512), args.precision
     )
-    Path("bench/out").mkdir(parents=True, exist_ok=True)
-    Path("bench/out/scan.json").write_text(json.dumps(result, indent=1))
+    save(args.json, result)
     sys.stdout.write(json.dumps(result, indent=1) + "\n")
 
 

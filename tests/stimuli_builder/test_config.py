@@ -91,3 +91,27 @@ def test_preset_and_explicit_units_merge_roles() -> None:
     merged = next(u for u in units if u.id == "mixed3a:25")
     assert merged.roles == ["main", "catch"]
     assert cfg.layers()[0] == "mixed3a"
+
+
+def test_speed_options_do_not_change_step_hashes() -> None:
+    from stimuli_builder.pipeline import step_hashes
+
+    def hashes(**sections: dict[str, object]) -> dict[str, str]:
+        data: dict[str, object] = {
+            "preset": "paper-exp1",
+            "device": "cpu",
+            "model": {"weights": "random"},
+            "data": {"root": "/data"},
+        }
+        return step_hashes(build_config(data | sections))
+
+    base = hashes()
+    fast = hashes(
+        scan={"overlap": False, "prefetch_batches": 4, "agreement_floor": 0.5},
+        render={"memory_format": "channels_last", "compile": True},
+    )
+    assert (fast["scan"], fast["render"]) == (base["scan"], base["render"])
+    # result-changing options do change them
+    assert hashes(render={"gram_precision": "bf16"})["render"] != base["render"]
+    bf16 = hashes(scan={"precision": "bf16"})["scan"]
+    assert hashes(scan={"precision": "bf16", "agreement_floor": 0.5})["scan"] != bf16

@@ -202,3 +202,93 @@ def test_model_factory_weights_are_seeded() -> None:
     b = load_model(TINY_MODEL, "random", torch.device("cpu"), seed=1)
     torch.testing.assert_close(a.model.conv1.weight, b.model.conv1.weight)
     assert a.weights_id == "random(seed=1)"
+
+
+@pytest.mark.parametrize(("decoder", "workers"), [("pil", 0), ("torch", 0), ("pil", 2)])
+def test_overlapped_staging_gives_the_same_scan_as_the_serial_loop(
+    tiny_config: Callable[..., Any], tmp_path: Path, decoder: str, workers: int
+) -> None:
+    import threading
+
+    tables = {}
+    for overlap in (False, True):
+        scan = {"batch_size": 8, "chunk_size": 16, "resize_px": 40, "crop_px": 32}
+        cfg = build_config(
+            tiny_config(
+                work_dir=str(tmp_path / f"w{overlap}"),
+                scan=scan
+                | {
+                    "decoder": decoder,
+                    "overlap": overlap,
+                    "prefetch_batches": 3,
+                    "num_workers": workers,
+                },
+            )
+        )
+        run_scan(cfg, progress=False)
+        tables[overlap] = load_scan(cfg.work_dir / "scan", _scan_hash(cfg))
+    assert not [t for t in threading.enumerate() if t.name == "scan-stager"]
+    for layer in ("conv1", "conv2"):
+        np.testing.assert_array_equal(tables[True].mean[layer], tables[False].mean[layer])
+        np.testing.assert_array_equal(tables[True].max[layer], tables[False].max[layer])
+
+
+def test_batch_stager_overlaps_staging_with_the_consumer_and_reraises() -> None:
+    import threading
+    import time
+
+    from stimuli_builder.scan import BatchStager
+
+    cpu = torch.device("cpu")
+    items = [(torch.tensor([i]), None, torch.tensor([True])) for i in range(6)]
+
+    def slow_stage(item: Any) -> Any:
+        time.sleep(0.05)
+        return item[0], torch.zeros(1), item[2]
+
+    waits = {}
+    for overlap in (False, True):
+        stager = BatchStager(items, slow_stage, cpu, overlap=overlap, depth=2)
+        got = []
+        for idx, _x, _ok in stager:
+            time.sleep(0.05)  # the model's forward
+            got.append(int(idx[0]))
+        stager.close()
+        assert got == list(range(6))
+        waits[overlap] = stager.wait_seconds
+    # serial: the consumer waits for every staging; overlapped: only for the first
+    assert waits[True] < waits[False] / 2, waits
+
+    def broken(item: Any) -> Any:
+        raise OSError("disk gone")
+
+    stager = BatchStager(items, broken, cpu, overlap=True)
+    with pytest.raises(OSError, match="disk gone"):
+        list(stager)
+    stager.close()
+    # a consumer that stops early stops the thread
+    stager = BatchStager(items, slow_stage, cpu, overlap=True, depth=1)
+    next(iter(stager))
+    stager.close()
+    assert not [t for t in threading.enumerate() if t.name == "scan-stager"]
+
+
+def test_layers_below_the_agreement_floor_are_scanned_in_fp32(
+    tiny_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    base = {"batch_size": 8, "chunk_size": 16, "resize_px": 40, "crop_px": 32}
+    exact = build_config(tiny_config(work_dir=str(tmp_path / "fp32"), scan=base))
+    run_scan(exact, progress=False)
+    ref = load_scan(exact.work_dir / "scan", _scan_hash(exact))
+    for floor, expected in ((1.01, ["conv1", "conv2"]), (0.0, [])):
+        scan = base | {"precision": "bf16", "agreement_images": 40, "agreement_floor": floor}
+        cfg = build_config(tiny_config(work_dir=str(tmp_path / f"bf16-{floor}"), scan=scan))
+        done = run_scan(cfg, progress=False)
+        assert done["agreement"]["rescanned_fp32"] == expected
+        table = load_scan(cfg.work_dir / "scan", _scan_hash(cfg))
+        assert not (cfg.work_dir / "scan" / "fp32").exists()
+        for layer in ("conv1", "conv2"):
+            same = np.array_equal(table.mean[layer], ref.mean[layer])
+            assert same == (layer in expected)
+            if expected:
+                np.testing.assert_array_equal(table.max[layer], ref.max[layer])
