@@ -136,15 +136,17 @@ class NextRead(BaseModel):
 
 class BlockEndRead(BaseModel):
     block_index: int
-    n_correct: int
+    n_correct: int | None
+    """null where the block does not show its score."""
     n_trials: int
 
 
 class ResponseAck(BaseModel):
     trial_index: int
     duplicate: bool
-    correct: bool
-    correct_response: Literal["upper", "lower"]
+    correct: bool | None
+    """null where the trial gives no feedback (also `correct_response`)."""
+    correct_response: Literal["upper", "lower"] | None
     block_end: BlockEndRead | None
     next: NextRead
 

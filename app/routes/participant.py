@@ -39,7 +39,7 @@ from app.schemas import (
 from app.services import participants as participant_service
 from app.services import trials as trial_service
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
-from app.services.fast_answer import StoredAnswer, answer_in_one_statement
+from app.services.fast_answer import StoredAnswer, answer_feedback, answer_in_one_statement
 from app.services.instructions import instruction_facts
 
 logger = logging.getLogger(__name__)
@@ -490,7 +490,11 @@ def _answer(
         )
         trial = recorded.trial
         stored = StoredAnswer(
-            trial.trial_index, trial.block_index, trial.query_order, recorded.response.correct
+            trial.trial_index,
+            trial.block_index,
+            trial.query_order,
+            recorded.response.correct,
+            trial.feedback,
         )
         duplicate = recorded.duplicate
         n_done = recorded.n_done
@@ -511,8 +515,7 @@ def _answer(
     return {
         "trial_index": stored.trial_index,
         "duplicate": duplicate,
-        "correct": stored.correct,
-        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
+        **answer_feedback(stored),
         "block_end": block_end.feedback if block_end is not None else None,
         "next": next_step,
     }

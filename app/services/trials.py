@@ -332,7 +332,7 @@ def record_response(
 class BlockEnd:
     """What the last answer of a block did."""
 
-    feedback: dict[str, int]
+    feedback: dict[str, int | None]
     """`{"block_index", "n_correct", "n_trials"}`, the acknowledgement's `block_end`."""
     skipped: bool
     """Practice attempts were skipped: the done count grew by more than this answer."""
@@ -377,7 +377,9 @@ def finish_block(
     return BlockEnd(
         feedback={
             "block_index": block_index,
-            "n_correct": n_correct,
+            # The score only where the block shows it: mid-study it would tell which answers
+            # of a block without trial feedback were right.
+            "n_correct": n_correct if block.get("block_feedback", True) else None,
             "n_trials": block["n_trials"],
         },
         skipped=bool(skip),
