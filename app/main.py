@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admission import PrioritySemaphore
@@ -30,7 +31,8 @@ from app.log import configure_logging
 from app.migrate import assert_schema_current
 from app.routes import dashboard, images, participant
 from app.routes.deps import status_for
-from app.templating import make_templates
+from app.security import SecurityHeadersMiddleware, allowed_hosts
+from app.templating import import_map, make_templates, script_hash
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +223,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/api/docs" if settings.env != "prod" else None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        # The schema maps every endpoint and field: development and tests only.
+        openapi_url="/api/openapi.json" if settings.env != "prod" else None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -315,4 +318,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # Measures each request from here on, the admission queue included.
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        https=settings.base_url.startswith("https://"),
+        script_hashes=lambda: [script_hash(import_map(settings.static_dir))],
+    )
+    if settings.env == "prod":
+        # A forged Host would otherwise end up in redirects (trailing slash) and absolute links.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings.base_url))
     return app

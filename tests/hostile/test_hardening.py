@@ -4,12 +4,17 @@ a study, trustworthy client addresses, bounded uploads, browser-side defences
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.models import StimulusSet
+from app.templating import script_hash
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
 from tests.factories import make_experiment, make_launch
 
@@ -75,3 +80,57 @@ def test_answers_with_feedback_still_say_what_was_correct(
     body = client.post(f"/api/p/{token}/responses", json=answer(0)).json()
     assert isinstance(body["correct"], bool)
     assert body["correct_response"] in ("upper", "lower")
+
+
+# --- rows 6, 7, 17: headers from the app, no schema in production, trusted hosts -------------
+
+
+@pytest.fixture()
+def prod_client(settings: Settings, db_session: Session) -> Iterator[TestClient]:
+    """The app as production configures it (https base URL), on the test's session."""
+    from app.main import create_app
+    from app.routes.deps import get_session
+
+    prod = settings.model_copy(update={"env": "prod", "base_url": "https://study.example.org"})
+    application = create_app(prod)
+    application.dependency_overrides[get_session] = lambda: db_session
+    with TestClient(application, base_url="https://study.example.org") as test_client:
+        yield test_client
+    application.dependency_overrides.clear()
+
+
+def test_pages_carry_security_headers_without_inline_script(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    token, _ = _running(client, db_session, demo_set, "headers-1")
+    page = client.get(f"/p/{token}")
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    # The one inline script (the import map) is allowed by its hash, nothing else is inline.
+    import_maps = re.findall(r'<script type="importmap">(.*?)</script>', page.text, re.S)
+    assert len(import_maps) == 1
+    assert script_hash(import_maps[0]) in csp
+    scripts = re.findall(
+        r"<script(?![^>]*\b(?:src|type=\"(?:importmap|application/json)\")).*?>", page.text
+    )
+    assert scripts == []
+    assert " style=" not in page.text
+    assert "strict-transport-security" not in page.headers  # http base URL
+    login = client.get("/dashboard/login")
+    assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+
+
+def test_production_sends_hsts_hides_the_schema_and_refuses_forged_hosts(
+    prod_client: TestClient,
+) -> None:
+    assert prod_client.get("/healthz").headers["strict-transport-security"].startswith("max-age=")
+    assert prod_client.get("/api/openapi.json").status_code == 404
+    assert prod_client.get("/api/docs").status_code == 404
+    forged = prod_client.get(
+        "/dashboard/", headers={"host": "evil.example"}, follow_redirects=False
+    )
+    assert forged.status_code == 400
+    assert "evil.example" not in forged.headers.get("location", "")
