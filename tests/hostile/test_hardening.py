@@ -134,3 +134,43 @@ def test_production_sends_hsts_hides_the_schema_and_refuses_forged_hosts(
     )
     assert forged.status_code == 400
     assert "evil.example" not in forged.headers.get("location", "")
+
+
+# --- rows 4, 8: client addresses through nginx, access logs ----------------------------------
+
+
+def test_nginx_replaces_a_client_chosen_forwarded_for_and_compose_trusts_only_nginx() -> None:
+    import yaml
+
+    from app.config import REPO_ROOT
+
+    proxy = (REPO_ROOT / "deploy" / "psychvis_proxy.conf").read_text(encoding="utf-8")
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in proxy
+    assert "$proxy_add_x_forwarded_for" not in proxy
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    trusted = compose["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"]
+    assert trusted != "*"
+    nginx_ip = compose["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    assert trusted == nginx_ip
+
+
+def test_access_log_lines_hold_no_tokens_platform_ids_or_addresses() -> None:
+    import logging
+
+    from app.log import configure_logging
+
+    configure_logging("WARNING")
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("203.0.113.9:5555", "GET", "/p/SeCrEtToKeN?PROLIFIC_PID=5f00aa", "1.1", 200),
+        None,
+    )
+    for log_filter in logging.getLogger("uvicorn.access").filters:
+        assert isinstance(log_filter, logging.Filter) and log_filter.filter(record)
+    line = record.getMessage()
+    assert "SeCrEtToKeN" not in line and "5f00aa" not in line and "203.0.113.9" not in line
+    assert "/p/{token}" in line
