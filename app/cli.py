@@ -250,6 +250,7 @@ def stimuli_import(
             BlobStore(settings.stimuli_dir / "blobs"),
             set_id=name,
             role_map=role_map,
+            max_total_bytes=settings.max_import_bytes,
         )
         session.commit()
         typer.echo(

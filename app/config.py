@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024
     """Largest JSON body accepted by the participant API."""
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_import_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Uncompressed bytes one stimulus-set zip may hold (checked before anything is written)."""
     preload_ahead: int = 3
     """How many upcoming trials' images the browser is told to preload."""
     db_pool_size: int = 10

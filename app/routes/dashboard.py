@@ -341,6 +341,7 @@ def stimuli_import(
                     blobs,
                     set_id=set_id,
                     options=options,
+                    max_total_bytes=settings.max_import_bytes,
                 )
         elif server_path.strip():
             root = settings.stimuli_import_root
@@ -349,7 +350,14 @@ def stimuli_import(
             source = (root / server_path.strip()).resolve()
             if not source.is_relative_to(root.resolve()):
                 raise InvalidInput(f"the path must lie inside {root}")
-            imported = import_stimulus_set(session, source, blobs, set_id=set_id, options=options)
+            imported = import_stimulus_set(
+                session,
+                source,
+                blobs,
+                set_id=set_id,
+                options=options,
+                max_total_bytes=settings.max_import_bytes,
+            )
         else:
             raise InvalidInput("choose a .zip file or give a server path")
     except AppError as exc:

@@ -12,6 +12,10 @@ from pathlib import Path
 from PIL import Image
 
 MEDIA_TYPES = {"webp": "image/webp", "png": "image/png"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+"""The IEND chunk (length 0, type, CRC) that ends every PNG."""
+SOURCE_FORMATS = ("PNG", "JPEG", "WEBP")
 LOSSY_QUALITY = 90
 
 
@@ -48,14 +52,16 @@ class BlobStore:
 
     def encode_and_put(self, source: Path) -> Encoded:
         """Store `source` as lossless WebP, lossy WebP (q90) and PNG; return their hashes."""
-        with Image.open(source) as img:
+        with Image.open(source, formats=SOURCE_FORMATS) as img:
             rgb = img.convert("RGB")
         lossless = io.BytesIO()
         rgb.save(lossless, format="WEBP", lossless=True, quality=50, method=2)
         lossy = io.BytesIO()
         rgb.save(lossy, format="WEBP", quality=LOSSY_QUALITY, method=4)
         raw = source.read_bytes()
-        if raw[:8] == b"\x89PNG\r\n\x1a\n":
+        if raw[:8] == PNG_SIGNATURE and raw.find(PNG_END) == len(raw) - len(PNG_END):
+            # Kept byte for byte only when nothing follows the image's end: bytes appended to
+            # a PNG (HTML, a script) would otherwise be served under image/png.
             png = raw
         else:
             buf = io.BytesIO()

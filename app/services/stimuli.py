@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +15,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, ManifestInvalid, NotFound
+from app.errors import Conflict, InvalidInput, ManifestInvalid, NotFound
 from app.models import StimulusImage, StimulusSet, StimulusUnit
 from app.schedule import Catalog
 from app.services.blobs import BlobStore
-from app.stimuli import LoadedSet, StimulusManifest, catalog_from_manifest, extracted_zip, load_set
+from app.stimuli import (
+    MAX_ZIP_TOTAL_BYTES,
+    SET_ID_PATTERN,
+    LoadedSet,
+    StimulusManifest,
+    catalog_from_manifest,
+    extracted_zip,
+    load_set,
+)
 from app.stimulus_sources import ImportOptions, apply_role_map, merge_sources
 from app.stimulus_sources import slug as folder_slug
 
@@ -32,6 +41,7 @@ def import_stimulus_set(
     *,
     set_id: str | None = None,
     options: ImportOptions | None = None,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> StimulusSet:
     """Validate a set (folder or .zip, any supported layout) and store it; nothing is stored if
     it is broken.
@@ -42,6 +52,7 @@ def import_stimulus_set(
         blobs: where the served encodings go (content-addressed; shared between sets).
         set_id: overrides the set's id (the name it gets in the app).
         options: what the experimenter declares about the folder (reference type, role).
+        max_total_bytes: the most a zip may inflate to (PSYCHVIS_MAX_IMPORT_BYTES).
 
     Returns:
         The new StimulusSet row (flushed).
@@ -50,7 +61,9 @@ def import_stimulus_set(
         ManifestInvalid: the set is broken (message names the problem).
         Conflict: a set with that id exists already.
     """
-    return import_stimulus_sources(session, [(source, options)], blobs, set_id=set_id)
+    return import_stimulus_sources(
+        session, [(source, options)], blobs, set_id=set_id, max_total_bytes=max_total_bytes
+    )
 
 
 def import_stimulus_sources(
@@ -60,6 +73,7 @@ def import_stimulus_sources(
     *,
     set_id: str | None = None,
     role_map: dict[str, Any] | None = None,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> StimulusSet:
     """Assemble one set from several folders or zips (each with its own options) and store it.
 
@@ -70,6 +84,7 @@ def import_stimulus_sources(
         blobs: where the served encodings go.
         set_id: the set's name in the app [the first source's id].
         role_map: `{unit id or label: role | [roles]}` applied last.
+        max_total_bytes: the most a zip may inflate to.
 
     Returns:
         The new StimulusSet row (flushed); its manifest's provenance lists skipped files.
@@ -85,13 +100,18 @@ def import_stimulus_sources(
         names: list[str] = []
         for source, options in sources:
             if not source.exists():
-                raise ManifestInvalid(f"{source} does not exist")
+                raise ManifestInvalid(f"{source.name} does not exist")
             folder = source
             if source.is_file():
                 if source.suffix.lower() != ".zip":
-                    raise ManifestInvalid(f"{source} is neither a folder nor a .zip file")
-                folder = stack.enter_context(extracted_zip(source))
-            loaded.append(load_set(folder, options))
+                    raise ManifestInvalid(f"{source.name} is neither a folder nor a .zip file")
+                folder = stack.enter_context(extracted_zip(source, max_total_bytes))
+            try:
+                loaded.append(load_set(folder, options))
+            except ManifestInvalid as exc:
+                # Messages name files inside the set, never where the server keeps them.
+                detail = exc.detail.replace(f"{folder.parent}/", "").replace(str(folder), ".")
+                raise ManifestInvalid(detail) from None
             # An extracted zip's folder has a random name: name the source after the zip.
             names.append(folder_slug(source.stem if source.is_file() else source.name))
         merged = merge_sources(loaded, set_id=set_id, names=names)
@@ -105,6 +125,9 @@ def _import_loaded(
 ) -> StimulusSet:
     manifest = loaded.manifest
     name = set_id or manifest.id
+    if not re.match(SET_ID_PATTERN, name):
+        # The name becomes part of console URLs and file names (docs/stimulus_set_v1.md).
+        raise InvalidInput(f"a stimulus set's name must match {SET_ID_PATTERN}")
     if session.scalar(select(StimulusSet.id).where(StimulusSet.slug == name)) is not None:
         raise Conflict(f"a stimulus set named {name!r} exists already")
     stored = manifest.model_dump(mode="json", by_alias=True)

@@ -4,16 +4,29 @@ a study, trustworthy client addresses, bounded uploads, browser-side defences
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 import re
+import shutil
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.designs.errors import DesignInvalid
+from app.errors import InvalidInput, ManifestInvalid
 from app.models import StimulusSet
+from app.services.blobs import BlobStore
+from app.services.stimuli import import_stimulus_set
+from app.stimuli import extracted_zip
 from app.templating import script_hash
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
 from tests.factories import make_experiment, make_launch
@@ -174,3 +187,154 @@ def test_access_log_lines_hold_no_tokens_platform_ids_or_addresses() -> None:
     line = record.getMessage()
     assert "SeCrEtToKeN" not in line and "5f00aa" not in line and "203.0.113.9" not in line
     assert "/p/{token}" in line
+
+
+# --- rows 5, 9, 12, 13: bounded and checked imports ----------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_zip_of_many_small_bombs_is_refused_before_anything_is_written(
+    db_session: Session, tmp_path: Path, stimuli_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = {"set/manifest.json": b"{}"}
+    members.update({f"set/{i}.png": bytes(1 << 20) for i in range(300)})
+    archive = _zip(tmp_path / "many.zip", members)
+    assert archive.stat().st_size < 400_000
+    written: list[str] = []
+    real_open = Path.open
+
+    def spy(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode and "psychvis-zip-" in str(self):
+            written.append(str(self))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy)
+    with pytest.raises(ManifestInvalid, match="zip bomb"):
+        import_stimulus_set(db_session, archive, BlobStore(stimuli_dir / "blobs"))
+    assert len(written) <= 1  # at most the small manifest before the first bomb
+
+
+def test_the_declared_total_is_checked_before_extracting(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "big.zip", {f"set/{i}.bin": os.urandom(50_000) for i in range(4)})
+    with (
+        pytest.raises(ManifestInvalid, match="over the limit"),
+        extracted_zip(archive, max_total_bytes=100_000) as folder,
+    ):
+        raise AssertionError(f"extracted into {folder}")
+
+
+def _demo_zip(tmp_path: Path, demo_set_path: Path, change: Any, name: str = "set.zip") -> Path:
+    folder = tmp_path / "copy"
+    shutil.copytree(demo_set_path, folder)
+    change(folder)
+    archive = tmp_path / name
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, path.relative_to(folder.parent).as_posix())
+    return archive
+
+
+def _rewrite_manifest(folder: Path, edit: Any) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _first_image(folder: Path) -> tuple[str, Path]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    rel = sorted(manifest["files"])[0]
+    return rel, folder / rel
+
+
+def _set_file(folder: Path, rel: str, data: bytes) -> None:
+    (folder / rel).write_bytes(data)
+    _rewrite_manifest(
+        folder,
+        lambda m: m["files"][rel].update(
+            {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        ),
+    )
+
+
+def test_nested_manifests_get_a_clear_refusal_not_a_500(
+    db_session: Session, tmp_path: Path, stimuli_dir: Path, demo_set_path: Path
+) -> None:
+    def nest(folder: Path) -> None:
+        text = (folder / "manifest.json").read_text()
+        (folder / "manifest.json").write_text(
+            text[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        )
+
+    archive = _demo_zip(tmp_path, demo_set_path, nest)
+    with pytest.raises(ManifestInvalid, match="nested deeper"):
+        import_stimulus_set(db_session, archive, BlobStore(stimuli_dir / "blobs"))
+
+
+def test_nested_designs_get_422(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    deep = "name = 'deep'\nx = " + "[" * 50_000 + "]" * 50_000 + "\n"
+    with pytest.raises(DesignInvalid, match="nested deeper"):
+        make_experiment(db_session, demo_set, design="deep", design_text=deep)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF", "ICO"])
+def test_images_that_are_not_png_jpeg_or_webp_are_refused_whatever_their_name(
+    db_session: Session, tmp_path: Path, stimuli_dir: Path, demo_set_path: Path, fmt: str
+) -> None:
+    def disguise(folder: Path) -> None:
+        rel, path = _first_image(folder)
+        with Image.open(path) as img:
+            size = img.size
+        buf = io.BytesIO()
+        Image.new("RGB", size, (10, 20, 30)).save(buf, format=fmt)
+        _set_file(folder, rel, buf.getvalue())
+
+    archive = _demo_zip(tmp_path, demo_set_path, disguise)
+    with pytest.raises(ManifestInvalid, match="as a PNG, JPEG or WebP") as caught:
+        import_stimulus_set(db_session, archive, BlobStore(stimuli_dir / "blobs"))
+    assert "psychvis-zip-" not in caught.value.detail and "/tmp" not in caught.value.detail
+
+
+def test_bytes_appended_to_a_png_are_never_served(
+    db_session: Session, tmp_path: Path, stimuli_dir: Path, demo_set_path: Path
+) -> None:
+    payload = b"<html><script>alert(1)</script></html>"
+
+    def append(folder: Path) -> None:
+        rel, path = _first_image(folder)
+        _set_file(folder, rel, path.read_bytes() + payload)
+
+    archive = _demo_zip(tmp_path, demo_set_path, append)
+    imported = import_stimulus_set(
+        db_session, archive, BlobStore(stimuli_dir / "blobs"), set_id="appended"
+    )
+    blobs = list((stimuli_dir / "blobs").rglob("*.png"))
+    assert blobs and imported.image_count
+    assert not any(payload in blob.read_bytes() for blob in blobs)
+
+
+@pytest.mark.parametrize("name", ["../../dashboard/users", "<b>x</b>", "Upper", "a/b"])
+def test_set_names_follow_the_id_pattern(
+    db_session: Session, stimuli_dir: Path, demo_set_path: Path, name: str
+) -> None:
+    with pytest.raises(InvalidInput, match="must match"):
+        import_stimulus_set(
+            db_session, demo_set_path, BlobStore(stimuli_dir / "blobs"), set_id=name
+        )
+
+
+def test_import_errors_do_not_show_server_paths(
+    db_session: Session, tmp_path: Path, stimuli_dir: Path
+) -> None:
+    archive = _zip(tmp_path / "empty.zip", {"set/readme.txt": b"nothing here"})
+    with pytest.raises(ManifestInvalid) as caught:
+        import_stimulus_set(db_session, archive, BlobStore(stimuli_dir / "blobs"))
+    assert str(tmp_path) not in caught.value.detail
+    assert "psychvis-zip-" not in caught.value.detail, caught.value.detail
