@@ -29,6 +29,7 @@ from app.errors import (
 from app.fast_lane import ANSWER_PATH, AnswerFastLane, AnswerLanePool, send_json
 from app.log import configure_logging
 from app.migrate import assert_schema_current
+from app.ratelimit import RateLimiter
 from app.routes import dashboard, images, participant
 from app.routes.deps import status_for
 from app.security import SecurityHeadersMiddleware, allowed_hosts
@@ -231,6 +232,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.answer_engine = answer_engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.templates = make_templates(settings.templates_dir, settings.static_dir)
+    app.state.enrol_limiter = RateLimiter(settings.enrol_rate_limit, settings.enrol_rate_window_s)
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:

@@ -177,6 +177,8 @@ def launch_session(
     """
     if platform not in ("prolific", "mturk", "lab"):
         raise InvalidInput(f"unknown platform {platform!r}")
+    if max_participants is not None and max_participants < 1:
+        raise InvalidInput("the participant limit must be at least 1 (or none)")
     merged = default_outcomes(platform, completion_code)
     for key, value in (outcomes or {}).items():
         if key not in merged:

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session, joinedload
 
 from app import designs
 from app.db import utc_now
-from app.errors import Conflict, InvalidInput, NotFound, OutOfOrder, SessionUnavailable
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OutOfOrder,
+    PlatformIdMissing,
+    SessionUnavailable,
+)
 from app.models import (
     Experiment,
     ExperimentSession,
@@ -47,6 +54,12 @@ _PLATFORM_KEYS = {
 }
 
 
+_ID_CASE = {"PROLIFIC_PID": str.lower, "workerId": str.upper}
+"""Prolific ids are lower-case hex and MTurk worker ids upper-case: any other spelling of an id
+is the same person."""
+PLATFORM_NAMES = {"prolific": "Prolific", "mturk": "Amazon Mechanical Turk"}
+
+
 @dataclass(frozen=True)
 class PlatformIdentity:
     platform: str
@@ -55,9 +68,17 @@ class PlatformIdentity:
 
 
 def platform_identity(launched: ExperimentSession, params: dict[str, str]) -> PlatformIdentity:
-    """Pick the platform parameters this session's platform uses; the rest is ignored."""
+    """Pick the platform parameters this session's platform uses; the rest is ignored.
+
+    Values are trimmed and the participant id brought to the platform's case, so that
+    " 5F00", "5f00" and "5F00 " enrol one participant, not three.
+    """
     keys = _PLATFORM_KEYS.get(launched.platform, ())
-    data = {k: str(params[k])[:256] for k in keys if params.get(k)}
+    data = {}
+    for key in keys:
+        value = str(params.get(key) or "").strip()[:256]
+        if value:
+            data[key] = _ID_CASE.get(key, str)(value)
     pid = data.get("PROLIFIC_PID") or data.get("workerId")
     return PlatformIdentity(launched.platform, pid[:128] if pid else None, data)
 
@@ -215,6 +236,19 @@ def insert_schedule(session: Session, rows: list[dict[str, Any]]) -> None:
         session.connection().execute(insert(ScheduledTrial), rows)
 
 
+def _holding_slot(hold_unconfirmed_s: int | None) -> ColumnElement[bool]:
+    """Participants who count towards a session's limit: not declined or returned, and not
+    enrolled long ago without ever consenting (a link opened and left, or a bot filling the
+    study: the slot is free again after `hold_unconfirmed_s`)."""
+    holding: ColumnElement[bool] = Participant.status.in_(ACTIVE_STATUSES)
+    if hold_unconfirmed_s is not None:
+        cutoff = utc_now() - timedelta(seconds=hold_unconfirmed_s)
+        holding = holding & ~(
+            (Participant.status == "enrolled") & (Participant.created_at < cutoff)
+        )
+    return holding
+
+
 def _arm_counts(
     session: Session, experiment_id: int, inactive_after_s: int | None
 ) -> dict[str, int]:
@@ -249,6 +283,7 @@ def enrol(
     user_agent: str | None = None,
     test_mode: bool = False,
     inactive_after_s: int | None = None,
+    hold_unconfirmed_s: int | None = None,
     screen_px: tuple[int, int] | None = None,
 ) -> tuple[Participant, bool]:
     """Enrol a participant, or return the one already enrolled with the same platform id.
@@ -260,6 +295,8 @@ def enrol(
     the start route resumes the earlier one.
 
     Args:
+        hold_unconfirmed_s: how long a participant who never consented holds a place in a
+            session with a participant limit (None: for ever).
         screen_px: the screen's width and height in CSS px as the landing page saw them.
 
     Returns:
@@ -267,6 +304,8 @@ def enrol(
 
     Raises:
         SessionUnavailable: paused, closed, full, or an MTurk preview.
+        PlatformIdMissing: a Prolific or MTurk session opened without the participant id
+            (outside test mode): every such enrolment would take a place of its own.
         Conflict: the same platform id was enrolled by a concurrent request.
     """
     if launched.status != "open":
@@ -274,6 +313,11 @@ def enrol(
     if is_mturk_preview(params):
         raise SessionUnavailable("accept the HIT before starting")
     identity = platform_identity(launched, params)
+    if identity.platform_id is None and launched.platform in PLATFORM_NAMES and not test_mode:
+        raise PlatformIdMissing(
+            f"This link works only when opened from {PLATFORM_NAMES[launched.platform]}: "
+            f"please go back to {PLATFORM_NAMES[launched.platform]} and start the study there."
+        )
     if identity.platform_id is not None:
         # Before the experiment's row lock, which every enrolment waits for: a resume needs no
         # lock, and two tabs enrolling the same id at once meet at the unique key (Conflict).
@@ -298,7 +342,7 @@ def enrol(
             .select_from(Participant)
             .where(
                 Participant.experiment_session_id == launched.id,
-                Participant.status.in_(ACTIVE_STATUSES),
+                _holding_slot(hold_unconfirmed_s),
                 Participant.test_mode.is_(False),
             )
         )

@@ -12,18 +12,22 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db import utc_now
 from app.designs.errors import DesignInvalid
-from app.errors import InvalidInput, ManifestInvalid
-from app.models import StimulusSet
+from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
+from app.models import Participant, StimulusSet
+from app.services import participants as participant_service
 from app.services.blobs import BlobStore
 from app.services.stimuli import import_stimulus_set
 from app.stimuli import extracted_zip
@@ -338,3 +342,101 @@ def test_import_errors_do_not_show_server_paths(
         import_stimulus_set(db_session, archive, BlobStore(stimuli_dir / "blobs"))
     assert str(tmp_path) not in caught.value.detail
     assert "psychvis-zip-" not in caught.value.detail, caught.value.detail
+
+
+# --- rows 3, 15, 17: no filling a study --------------------------------------------------------
+
+
+def _participants(db_session: Session) -> int:
+    return db_session.scalar(select(func.count()).select_from(Participant)) or 0
+
+
+def test_platform_sessions_without_the_platform_id_enrol_nobody(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    experiment = make_experiment(db_session, demo_set)
+    prolific = make_launch(db_session, experiment, max_participants=50)
+    mturk = make_launch(db_session, experiment, platform="mturk")
+    lab = make_launch(db_session, experiment, platform="lab")
+    db_session.commit()
+    before = _participants(db_session)
+    for launched, name in ((prolific, "Prolific"), (mturk, "Mechanical Turk")):
+        for data in ({}, {"PROLIFIC_PID": "   "}, {"STUDY_ID": "s"}):
+            refused = client.post(f"/s/{launched.link_code}/start", data=data)
+            assert refused.status_code == 422
+            assert name in refused.text and "start the study there" in refused.text
+    assert _participants(db_session) == before
+    # Lab sessions have no platform id: unchanged.
+    started = client.post(f"/s/{lab.link_code}/start", data={}, follow_redirects=False)
+    assert started.status_code == 303
+
+
+def test_platform_ids_are_trimmed_and_case_folded(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    experiment = make_experiment(db_session, demo_set)
+    prolific = make_launch(db_session, experiment)
+    mturk = make_launch(db_session, experiment, platform="mturk")
+    db_session.commit()
+    spellings = [" SAMEPID", "samepid", "SAMEPID ", "SamePid", "\tsamepid\n"]
+    tokens = {enrol(client, prolific.link_code, {"PROLIFIC_PID": pid}) for pid in spellings}
+    assert len(tokens) == 1
+    workers = {
+        enrol(client, mturk.link_code, {"workerId": w, "assignmentId": "A1", "hitId": "H"})
+        for w in (" a1b2c3", "A1B2C3", "a1B2c3 ")
+    }
+    assert len(workers) == 1
+    stored = db_session.scalars(
+        select(Participant.platform_id).where(Participant.experiment_id == experiment.id)
+    ).all()
+    assert sorted(stored) == ["A1B2C3", "samepid"]
+
+
+def test_enrolled_but_never_consenting_participants_free_their_place(
+    db_session: Session, demo_set: StimulusSet
+) -> None:
+    launched = make_launch(db_session, make_experiment(db_session, demo_set), max_participants=2)
+    for pid in ("bot-1", "bot-2"):
+        participant_service.enrol(db_session, launched, {"PROLIFIC_PID": pid})
+    with pytest.raises(SessionUnavailable, match="full"):
+        participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "real-1"})
+    # Within the hold time the places stay taken; after it they are free again.
+    with pytest.raises(SessionUnavailable, match="full"):
+        participant_service.enrol(
+            db_session, launched, {"PROLIFIC_PID": "real-1"}, hold_unconfirmed_s=3600
+        )
+    db_session.execute(
+        update(Participant)
+        .where(Participant.experiment_session_id == launched.id)
+        .values(created_at=utc_now() - timedelta(hours=2))
+    )
+    real, created = participant_service.enrol(
+        db_session, launched, {"PROLIFIC_PID": "real-1"}, hold_unconfirmed_s=3600
+    )
+    assert created and real.platform_id == "real-1"
+
+
+def test_enrolments_per_address_are_rate_limited(
+    settings: Settings, db_session: Session, demo_set: StimulusSet
+) -> None:
+    from app.main import create_app
+    from app.routes.deps import get_session
+
+    launched = make_launch(db_session, make_experiment(db_session, demo_set), platform="lab")
+    db_session.commit()
+    application = create_app(settings.model_copy(update={"enrol_rate_limit": 3}))
+    application.dependency_overrides[get_session] = lambda: db_session
+    before = _participants(db_session)
+    with TestClient(application) as limited:
+        statuses = [
+            limited.post(f"/s/{launched.link_code}/start", follow_redirects=False).status_code
+            for _ in range(5)
+        ]
+    assert statuses == [303, 303, 303, 429, 429]
+    assert _participants(db_session) == before + 3
+
+
+def test_a_participant_limit_of_zero_is_refused(db_session: Session, demo_set: StimulusSet) -> None:
+    experiment = make_experiment(db_session, demo_set)
+    with pytest.raises(InvalidInput, match="at least 1"):
+        make_launch(db_session, experiment, max_participants=0)
