@@ -487,6 +487,7 @@ async def experiment_create(
     user: ExperimenterPostDep,
     session: SessionDep,
     templates: TemplatesDep,
+    settings: SettingsDep,
 ) -> Response:
     """Create an experiment owned by the current user."""
     form = await request.form()
@@ -512,6 +513,7 @@ async def experiment_create(
             design_text=text,
             title=values["title"] or None,
             owner_id=user.id,
+            blobs=BlobStore(settings.stimuli_dir / "blobs"),
         )
         experiment.platform_id_export = (
             "raw" if form.get("platform_id_export") == "raw" else "pseudonymised"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,16 @@ class Encoded:
     lossless_sha256: str
     lossy_sha256: str
     png_sha256: str
+
+
+def served_name(key: str, sha256: str) -> str:
+    """The name an experiment serves an image under: HMAC-SHA256(key, content sha256), hex.
+
+    Hashing a released stimulus image gives its sha256, not this name, so a participant cannot
+    look up which served image is which from the images' content; the name is still fixed per
+    experiment and image, so it stays immutable and cacheable.
+    """
+    return hmac.new(bytes.fromhex(key), sha256.encode(), hashlib.sha256).hexdigest()
 
 
 class BlobStore:
@@ -49,6 +61,23 @@ class BlobStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         return sha
+
+    def alias(self, sha256: str, ext: str, name: str) -> None:
+        """Make blob `sha256` also available as `name` (a hard link, same folder layout), so
+        that nginx and the app serve `/img/<name>.<ext>` like any blob."""
+        target = self.path_for(name, ext)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{name}.{os.getpid()}"
+        try:
+            try:
+                os.link(self.path_for(sha256, ext), tmp)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(self.path_for(sha256, ext), tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def encode_and_put(self, source: Path) -> Encoded:
         """Store `source` as lossless WebP, lossy WebP (q90) and PNG; return their hashes."""

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from app import designs
 from app.errors import Conflict, DesignInvalid, InvalidInput, NotFound
 from app.models import Experiment, ExperimentSession, StimulusSet
-from app.services.stimuli import catalog_of
+from app.services.blobs import BlobStore, served_name
+from app.services.stimuli import catalog_of, image_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +92,13 @@ def create_experiment(
     title: str | None = None,
     design_text: str | None = None,
     owner_id: int | None = None,
+    blobs: BlobStore | None = None,
 ) -> Experiment:
     """Create an experiment; the design is checked against the stimulus set first.
 
     Args:
+        blobs: the blob store: the experiment then serves its images under names of its own
+            (`served_name`), linked there now; None keeps content-hash names.
         design_source: a preset name or a design file path; with `design_text`, only the
             design's name (e.g. an uploaded file's stem).
         design_text: the design TOML itself (dashboard uploads).
@@ -122,6 +126,11 @@ def create_experiment(
         design_toml=text,
         owner_id=owner_id,
     )
+    if blobs is not None:
+        experiment.image_key = secrets.token_hex(32)
+        ext = "png" if design.images.encoding == "png" else "webp"
+        for sha in image_hashes(session, stimulus_set.id, design.images.encoding).values():
+            blobs.alias(sha, ext, served_name(experiment.image_key, sha))
     session.add(experiment)
     session.flush()
     logger.info("experiment created", extra={"experiment": slug, "design": name})

@@ -37,6 +37,7 @@ from app.models import (
     TrialResponse,
 )
 from app.schedule import TrialSpec
+from app.services.blobs import served_name
 from app.services.experiments import design_of
 from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of, image_hashes
@@ -116,6 +117,38 @@ def set_lookup(
         while len(_SET_CACHE) > 16:
             _SET_CACHE.popitem(last=False)
     return found
+
+
+_SERVED_CACHE: OrderedDict[tuple[int, str, str], dict[str, str]] = OrderedDict()
+
+
+def experiment_lookup(
+    session: Session, experiment: Experiment, encoding: str
+) -> tuple[dict[str, StimulusUnit], dict[str, str]]:
+    """`set_lookup` with the names this experiment serves its images under: keyed names
+    (`served_name`) where the experiment has an image key, else the content-hash names."""
+    units, hashes = set_lookup(session, experiment.stimulus_set, encoding)
+    key = experiment.image_key
+    if key is None:
+        return units, hashes
+    cache_key = (experiment.id, key, encoding)
+    names = _SERVED_CACHE.get(cache_key)
+    if names is None:
+        names = {}
+        for path, name in hashes.items():
+            sha, ext = name.split(".", 1)
+            names[path] = f"{served_name(key, sha)}.{ext}"
+        _SERVED_CACHE[cache_key] = names
+        while len(_SERVED_CACHE) > 16:
+            _SERVED_CACHE.popitem(last=False)
+    return units, names
+
+
+def content_names(session: Session, experiment: Experiment, encoding: str) -> dict[str, str]:
+    """Served name -> content-hash name of an experiment's images (exports show the latter)."""
+    _, hashes = set_lookup(session, experiment.stimulus_set, encoding)
+    _, served = experiment_lookup(session, experiment, encoding)
+    return {served[path]: hashes[path] for path in hashes}
 
 
 def resolve_display(spec: TrialSpec, unit: StimulusUnit, hashes: dict[str, str]) -> dict[str, Any]:
@@ -386,7 +419,7 @@ def enrol(
         session.flush()
     except IntegrityError:
         raise Conflict("this participant is enrolled already") from None
-    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
     insert_schedule(session, scheduled_values(participant.id, schedule.trials, units, hashes))
     logger.info(
         "participant enrolled",
@@ -523,7 +556,7 @@ def rating_images(session: Session, participant: Participant, unit_id: str) -> d
     """Served image names of a rated unit: 9 synthetic and 9 natural max references (batch 0)."""
     experiment = participant.experiment
     design = design_of(experiment)
-    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
     data = units[unit_id].data
     synthetic = (data.get("synthetic") or {}).get("max_references", [])[:9]
     batches = (data.get("natural") or {}).get("batches") or []

@@ -18,7 +18,12 @@ from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialRespo
 from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
-from app.services.participants import done_count, scheduled_values, set_lookup, touch_last_seen
+from app.services.participants import (
+    done_count,
+    experiment_lookup,
+    scheduled_values,
+    touch_last_seen,
+)
 from app.services.quality import answered_rows, apply_exclusions
 from app.services.stimuli import catalog_of
 
@@ -70,7 +75,7 @@ def _fill_repeated_if_needed(
         )
         .order_by(ScheduledTrial.trial_index)
     ).all()
-    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
     unit_keys = {u.id: key for key, u in units.items()}
     answers = [
         designs.AnsweredTrial(

@@ -29,7 +29,7 @@ from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
 from app.models import Participant, StimulusSet
 from app.services import participants as participant_service
 from app.services.blobs import BlobStore
-from app.services.stimuli import import_stimulus_set
+from app.services.stimuli import image_hashes, import_stimulus_set
 from app.stimuli import extracted_zip
 from app.templating import script_hash
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
@@ -440,3 +440,59 @@ def test_a_participant_limit_of_zero_is_refused(db_session: Session, demo_set: S
     experiment = make_experiment(db_session, demo_set)
     with pytest.raises(InvalidInput, match="at least 1"):
         make_launch(db_session, experiment, max_participants=0)
+
+
+# --- row 2: image URLs that cannot be computed from the images ---------------------------------
+
+IMAGE_URL = re.compile(r"/img/([0-9a-f]{64})\.(webp|png)")
+
+
+def test_image_urls_cannot_be_computed_from_image_content(
+    client: TestClient, db_session: Session, demo_set: StimulusSet, stimuli_dir: Path
+) -> None:
+    blobs = BlobStore(stimuli_dir / "blobs")
+    urls: list[set[str]] = []
+    for n in range(2):
+        experiment = make_experiment(db_session, demo_set, blobs=blobs)
+        launched = make_launch(db_session, experiment)
+        db_session.commit()
+        token = enrol(client, launched.link_code, {"PROLIFIC_PID": f"keyed-{n}"})
+        config = start_task(client, token)
+        found = set(IMAGE_URL.findall(json.dumps(config["step"])))
+        assert found
+        urls.append({name for name, _ in found})
+        content_hashes = set(image_hashes(db_session, demo_set.id, "lossless").values())
+        for name, ext in found:
+            served = client.get(f"/img/{name}.{ext}")
+            assert served.status_code == 200
+            assert served.headers["cache-control"].endswith("immutable")
+            # Hashing what is served (or any image of the set) never gives its URL.
+            assert hashlib.sha256(served.content).hexdigest() != name
+            assert name not in content_hashes
+    # Each experiment has names of its own.
+    assert not urls[0] & urls[1]
+
+
+def test_exports_of_keyed_experiments_show_content_hashes(
+    db_session: Session, demo_set: StimulusSet, stimuli_dir: Path
+) -> None:
+    from app.services.export import iter_response_rows
+
+    experiment = make_experiment(db_session, demo_set, blobs=BlobStore(stimuli_dir / "blobs"))
+    launched = make_launch(db_session, experiment)
+    participant, _ = participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "exp-1"})
+    participant_service.record_consent(participant, True)
+    participant_service.finish_instructions(participant)
+    from app.schemas import ResponseSubmit
+    from app.services.trials import record_response
+
+    record_response(
+        db_session,
+        participant,
+        ResponseSubmit.model_validate_json(json.dumps(answer(0))),
+        via_beacon=False,
+    )
+    rows = list(iter_response_rows(db_session, experiment))
+    content_hashes = set(image_hashes(db_session, demo_set.id, "lossless").values())
+    upper = rows[0]["query_image_upper"]
+    assert upper.split(".")[0] in content_hashes
