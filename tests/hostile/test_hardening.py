@@ -26,7 +26,8 @@ from app.config import Settings
 from app.db import utc_now
 from app.designs.errors import DesignInvalid
 from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
-from app.models import Participant, StimulusSet
+from app.models import Participant, StimulusSet, User
+from app.services import auth
 from app.services import participants as participant_service
 from app.services.blobs import BlobStore
 from app.services.stimuli import image_hashes, import_stimulus_set
@@ -496,3 +497,25 @@ def test_exports_of_keyed_experiments_show_content_hashes(
     content_hashes = set(image_hashes(db_session, demo_set.id, "lossless").values())
     upper = rows[0]["query_image_upper"]
     assert upper.split(".")[0] in content_hashes
+
+
+# --- row 16: weak passwords -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["aaaaaaaaaa", "password123", "qwertyuiop", "second.person@example.org", "second.person1"],
+)
+def test_common_repeated_or_email_passwords_are_refused(db_session: Session, password: str) -> None:
+    before = db_session.scalar(select(func.count()).select_from(User)) or 0
+    with pytest.raises(InvalidInput, match="password"):
+        auth.create_user(db_session, "second.person@example.org", password, "experimenter")
+    assert (db_session.scalar(select(func.count()).select_from(User)) or 0) == before
+
+
+def test_a_weak_new_password_changes_nothing(db_session: Session) -> None:
+    user = auth.create_user(db_session, "third@example.org", "a long enough password", "admin")
+    old = user.password_hash
+    with pytest.raises(InvalidInput):
+        auth.set_password(db_session, user, "third@example.org")
+    assert user.password_hash == old
