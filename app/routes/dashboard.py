@@ -529,6 +529,7 @@ async def experiment_create(
             user,
             status_code=status_for(exc),
         )
+    audit.record(session, user, "experiment.create", experiment=experiment, target=experiment.slug)
     session.commit()
     return _see_other(f"/dashboard/experiments/{experiment.slug}")
 
@@ -607,7 +608,13 @@ def experiment_share(
     experiment = auth.experiment_for(session, user, slug)
     if not _can_share(user, experiment):
         raise NotFound("only the owner can share this experiment")
-    shared = auth.share_experiment(session, experiment, email)
+    try:
+        shared = auth.share_experiment(session, experiment, email)
+    except NotFound:
+        # The same answer as for an account: the form must not tell which emails have one.
+        audit.record(session, user, "experiment.share_unknown", experiment=experiment)
+        session.commit()
+        return _see_other(f"/dashboard/experiments/{experiment.slug}")
     audit.record(
         session, user, "experiment.share", experiment=experiment, target=f"user {shared.user_id}"
     )
@@ -681,6 +688,7 @@ def experiment_try(
     participant, _ = participant_service.enrol(
         session, launched, {}, user_agent=request.headers.get("user-agent"), test_mode=True
     )
+    audit.record(session, user, "experiment.try", experiment=experiment, target=launched.link_code)
     session.commit()
     return _see_other(f"/p/{participant.token}")
 
@@ -934,8 +942,9 @@ def export_csv(
     if table not in EXPORT_TABLES:
         raise NotFound(f"no export named {table!r}")
     columns, codebook = EXPORT_TABLES[table]
+    audit.record_export(session, user, experiment, table, include_test=include_test)
+    session.commit()  # stored even if the download breaks off
     rows = _table_rows(table, session, experiment, settings, include_test)
-    logger.info("export", extra={"experiment": experiment.slug, "table": table, "user": user.id})
     return _download(
         export.iter_csv_chunks(rows, columns, codebook),
         f"{experiment.slug}-{table}.csv",
@@ -953,7 +962,8 @@ def export_json(
 ) -> Response:
     """Download everything (with the codebook) as one JSON document, streamed."""
     experiment = auth.experiment_for(session, user, slug)
-    logger.info("export", extra={"experiment": experiment.slug, "table": "all", "user": user.id})
+    audit.record_export(session, user, experiment, "all", include_test=include_test)
+    session.commit()
     return _download(
         export.iter_json_chunks(
             session,

@@ -111,7 +111,9 @@ def create_experiment(
     if not SLUG_PATTERN.match(slug):
         raise InvalidInput(f"experiment name {slug!r} must match {SLUG_PATTERN.pattern}")
     if session.scalar(select(Experiment.id).where(Experiment.slug == slug)) is not None:
-        raise Conflict(f"an experiment named {slug!r} exists already")
+        # Names are unique across accounts: the message must not confirm that another
+        # experimenter's experiment has this one.
+        raise Conflict(f"the name {slug!r} cannot be used; please choose another")
     if design_text is not None:
         name, text = design_source, design_text
     else:

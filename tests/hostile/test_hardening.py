@@ -26,15 +26,16 @@ from app.config import Settings
 from app.db import utc_now
 from app.designs.errors import DesignInvalid
 from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
-from app.models import Participant, StimulusSet, User
+from app.models import AuditLog, Participant, StimulusSet, User
 from app.services import auth
 from app.services import participants as participant_service
 from app.services.blobs import BlobStore
 from app.services.stimuli import image_hashes, import_stimulus_set
 from app.stimuli import extracted_zip
 from app.templating import script_hash
+from tests.app.routes.dashboard_client import login
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
-from tests.factories import make_experiment, make_launch
+from tests.factories import make_experiment, make_launch, make_user
 
 NO_FEEDBACK_DESIGN = """
 name = "hostile-no-feedback"
@@ -519,3 +520,86 @@ def test_a_weak_new_password_changes_nothing(db_session: Session) -> None:
     with pytest.raises(InvalidInput):
         auth.set_password(db_session, user, "third@example.org")
     assert user.password_hash == old
+
+
+# --- rows 10, 11: audit entries, no existence leaks in the console -------------------------------
+
+
+def _audit_actions(db_session: Session) -> list[tuple[str, str | None]]:
+    rows = db_session.execute(select(AuditLog.action, AuditLog.target).order_by(AuditLog.id))
+    return [(action, target) for action, target in rows]
+
+
+def test_creation_test_mode_and_exports_are_audited(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    owner = make_user(db_session, "audited@example.org")
+    db_session.commit()
+    token = login(client, owner.email)
+    created = client.post(
+        "/dashboard/experiments",
+        data={
+            "csrf_token": token,
+            "slug": "audited-1",
+            "stimuli": demo_set.slug,
+            "preset": "demo",
+            "platform_id_export": "raw",
+        },
+        follow_redirects=False,
+    )
+    assert created.status_code == 303, created.text
+    tried = client.post(
+        "/dashboard/experiments/audited-1/try", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert tried.status_code == 303
+    assert client.get("/dashboard/experiments/audited-1/export/participants.csv").status_code == 200
+    assert client.get("/dashboard/experiments/audited-1/export/all.json").status_code == 200
+    actions = _audit_actions(db_session)
+    assert ("experiment.create", "audited-1") in actions
+    assert any(action == "experiment.try" for action, _ in actions)
+    assert ("experiment.export", "participants") in actions
+    assert ("experiment.export", "all") in actions
+    raw = db_session.scalar(
+        select(AuditLog).where(
+            AuditLog.action == "experiment.export", AuditLog.target == "participants"
+        )
+    )
+    assert raw is not None and raw.details["raw_platform_ids"] is True
+
+
+def test_slug_conflicts_and_shares_do_not_reveal_what_exists(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    make_experiment(db_session, demo_set, slug="someone-elses")
+    other = make_user(db_session, "colleague@example.org")
+    mine = make_user(db_session, "curious@example.org")
+    db_session.commit()
+    token = login(client, mine.email)
+    taken = client.post(
+        "/dashboard/experiments",
+        data={
+            "csrf_token": token,
+            "slug": "someone-elses",
+            "stimuli": demo_set.slug,
+            "preset": "demo",
+        },
+    )
+    assert taken.status_code == 409
+    assert "exists" not in taken.text and "cannot be used" in taken.text
+    created = client.post(
+        "/dashboard/experiments",
+        data={"csrf_token": token, "slug": "mine-1", "stimuli": demo_set.slug, "preset": "demo"},
+        follow_redirects=False,
+    )
+    assert created.status_code == 303
+    answers = [
+        client.post(
+            "/dashboard/experiments/mine-1/shares",
+            data={"csrf_token": token, "email": email},
+            follow_redirects=False,
+        )
+        for email in (other.email, "nobody-here@example.org")
+    ]
+    assert [a.status_code for a in answers] == [303, 303]
+    assert answers[0].headers["location"] == answers[1].headers["location"]
+    assert "nobody-here" not in str(_audit_actions(db_session))
