@@ -49,6 +49,7 @@ FEEDBACK_MAX_CHARS = 5000
 LAST_SEEN_RESOLUTION_S = 10
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 ACTIVE_STATUSES = ("enrolled", "consented", "in_progress", "completed")
+ENDED_STATUSES = ("completed", "declined")
 _PLATFORM_KEYS = {
     "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
     "mturk": ("workerId", "assignmentId", "hitId", "turkSubmitTo"),
@@ -569,7 +570,13 @@ def rating_images(session: Session, participant: Participant, unit_id: str) -> d
 
 
 def record_feedback(participant: Participant, text: str) -> None:
-    """Store the optional free-text feedback (once; later posts are ignored)."""
+    """Store the optional free-text feedback (once; later posts are ignored).
+
+    Raises:
+        Conflict: the design asks for no feedback.
+    """
+    if not design_of(participant.experiment).free_text_feedback:
+        raise Conflict("this study asks for no feedback")
     if participant.feedback_at is None:
         participant.feedback_text = text.strip()[:FEEDBACK_MAX_CHARS] or None
         participant.feedback_at = utc_now()

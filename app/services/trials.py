@@ -19,6 +19,7 @@ from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
 from app.services.participants import (
+    ENDED_STATUSES,
     done_count,
     experiment_lookup,
     scheduled_values,
@@ -392,7 +393,14 @@ def finish_block(
 
 
 def record_events(session: Session, participant: Participant, batch: EventBatch) -> int:
-    """Store reported browser events; every call also counts as a heartbeat."""
+    """Store reported browser events; every call also counts as a heartbeat.
+
+    Raises:
+        OutOfOrder: the participant has finished or declined: nothing of theirs is recorded
+            after their end.
+    """
+    if participant.status in ENDED_STATUSES:
+        raise OutOfOrder("this participant's study has ended")
     now = utc_now()
     for event in batch.events:
         if event.kind == "heartbeat":

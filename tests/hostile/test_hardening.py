@@ -603,3 +603,42 @@ def test_slug_conflicts_and_shares_do_not_reveal_what_exists(
     assert [a.status_code for a in answers] == [303, 303]
     assert answers[0].headers["location"] == answers[1].headers["location"]
     assert "nobody-here" not in str(_audit_actions(db_session))
+
+
+# --- row 14: plausibility of what participants send ---------------------------------------------
+
+
+def test_events_after_the_end_are_refused(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "declines"})
+    client.post(f"/p/{token}/consent", data={"decision": "decline"})
+    refused = client.post(f"/api/p/{token}/events", json={"events": [{"kind": "focus_lost"}]})
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "out_of_order"
+
+
+def test_feedback_on_a_design_that_never_asks_is_refused(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    token, _ = _running(client, db_session, demo_set, "no-feedback-asked")
+    for i in range(13):
+        assert client.post(f"/api/p/{token}/responses", json=answer(i)).status_code == 200
+    posted = client.post(f"/p/{token}/feedback", data={"text": "spam"})
+    assert posted.status_code == 409
+    participant = db_session.scalar(select(Participant).where(Participant.token == token))
+    assert participant is not None and participant.feedback_text is None
+
+
+@pytest.mark.parametrize("rt_ms", [0.0, 5.0, 811.0, 3_000.0])
+def test_an_rt_that_disagrees_with_its_own_stamps_is_refused(
+    client: TestClient, db_session: Session, demo_set: StimulusSet, rt_ms: float
+) -> None:
+    token, _ = _running(client, db_session, demo_set, f"rt-{rt_ms}")
+    forged = client.post(f"/api/p/{token}/responses", json=answer(0, rt_ms=rt_ms))
+    assert forged.status_code == 422
+    assert "rt_ms" in forged.json()["detail"]
+    # Within rounding it is the browser's own value.
+    assert client.post(f"/api/p/{token}/responses", json=answer(0, rt_ms=812.9)).status_code == 200
