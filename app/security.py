@@ -10,11 +10,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HSTS = "max-age=31536000; includeSubDomains"
-PARTICIPANT_PREFIXES = ("/s/", "/p/", "/api/p/")
+PARTICIPANT_PREFIXES = ("/s/", "/p/")
+MTURK_FRAMERS = "https://www.mturk.com https://workersandbox.mturk.com"
+"""MTurk shows an ExternalQuestion HIT (our participant pages) in an iframe on these origins."""
 
 
-def content_security_policy(script_hashes: list[str]) -> str:
-    """No inline script or style except the hashed ones; no framing; nothing from elsewhere.
+def content_security_policy(script_hashes: list[str], frame_ancestors: str = "'none'") -> str:
+    """No inline script or style except the hashed ones; nothing from elsewhere; framing only
+    by `frame_ancestors`.
 
     Stimulus images are same-origin (`/img/...`); data: and blob: images cover the favicon and
     images the browser decodes itself.
@@ -29,13 +32,16 @@ def content_security_policy(script_hashes: list[str]) -> str:
             "connect-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",
-            "frame-ancestors 'none'",
+            f"frame-ancestors {frame_ancestors}",
         ]
     )
 
 
 class SecurityHeadersMiddleware:
     """Add the CSP, nosniff, no framing, no referrers and (on https) HSTS to every response.
+
+    Participant pages may be framed by MTurk only (its ExternalQuestion HITs); everything else,
+    the console above all, by nobody (`X-Frame-Options: DENY` for older browsers too).
 
     `script_hashes()` gives the CSP hashes of the inline scripts the pages hold (the task page's
     import map); it is asked for each HTML response because its text follows the static files'
@@ -54,17 +60,22 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        participant_page = scope["path"].startswith(PARTICIPANT_PREFIXES)
+        framers = MTURK_FRAMERS if participant_page else "'none'"
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("X-Frame-Options", "DENY")
+                if not participant_page:
+                    headers.setdefault("X-Frame-Options", "DENY")
                 # Participant links carry their token in the path and platform ids in the
                 # query: no page may pass them on; the console gains nothing from referrers.
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 if headers.get("content-type", "").startswith("text/html"):
                     headers.setdefault(
-                        "Content-Security-Policy", content_security_policy(self.script_hashes())
+                        "Content-Security-Policy",
+                        content_security_policy(self.script_hashes(), framers),
                     )
                 else:
                     headers.setdefault(

@@ -124,9 +124,10 @@ def test_pages_carry_security_headers_without_inline_script(
     token, _ = _running(client, db_session, demo_set, "headers-1")
     page = client.get(f"/p/{token}")
     csp = page.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
+    # Participant pages: framed only by MTurk (ExternalQuestion HITs).
+    assert "frame-ancestors https://www.mturk.com https://workersandbox.mturk.com" in csp
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
     assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["referrer-policy"] == "no-referrer"
     # The one inline script (the import map) is allowed by its hash, nothing else is inline.
     import_maps = re.findall(r'<script type="importmap">(.*?)</script>', page.text, re.S)
@@ -140,6 +141,7 @@ def test_pages_carry_security_headers_without_inline_script(
     assert "strict-transport-security" not in page.headers  # http base URL
     login = client.get("/dashboard/login")
     assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+    assert login.headers["x-frame-options"] == "DENY"
 
 
 def test_production_sends_hsts_hides_the_schema_and_refuses_forged_hosts(
