@@ -110,7 +110,8 @@ def import_stimulus_sources(
                 loaded.append(load_set(folder, options))
             except ManifestInvalid as exc:
                 # Messages name files inside the set, never where the server keeps them.
-                detail = exc.detail.replace(f"{folder.parent}/", "").replace(str(folder), ".")
+                detail = exc.detail.replace(str(folder), source.name)
+                detail = detail.replace(folder.name, source.name)
                 raise ManifestInvalid(detail) from None
             # An extracted zip's folder has a random name: name the source after the zip.
             names.append(folder_slug(source.stem if source.is_file() else source.name))

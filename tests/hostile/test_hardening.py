@@ -341,11 +341,12 @@ def test_set_names_follow_the_id_pattern(
 def test_import_errors_do_not_show_server_paths(
     db_session: Session, tmp_path: Path, stimuli_dir: Path
 ) -> None:
-    archive = _zip(tmp_path / "empty.zip", {"set/readme.txt": b"nothing here"})
+    archive = _zip(tmp_path / "empty.zip", {"readme.txt": b"nothing here"})
     with pytest.raises(ManifestInvalid) as caught:
         import_stimulus_set(db_session, archive, BlobStore(stimuli_dir / "blobs"))
     assert str(tmp_path) not in caught.value.detail
     assert "psychvis-zip-" not in caught.value.detail, caught.value.detail
+    assert "empty.zip" in caught.value.detail
 
 
 # --- rows 3, 15, 17: no filling a study --------------------------------------------------------
