@@ -250,6 +250,7 @@ def stimuli_import(
             BlobStore(settings.stimuli_dir / "blobs"),
             set_id=name,
             role_map=role_map,
+            max_total_bytes=settings.max_import_bytes,
         )
         session.commit()
         typer.echo(
@@ -327,6 +328,7 @@ def experiments_create(
 ) -> None:
     """Create an experiment from a design and a stimulus set."""
     from app.services.auth import get_user_by_email
+    from app.services.blobs import BlobStore
     from app.services.experiments import create_experiment
     from app.services.stimuli import get_stimulus_set
 
@@ -340,6 +342,7 @@ def experiments_create(
             design_source=design,
             title=title,
             owner_id=owner_id,
+            blobs=BlobStore(_settings().stimuli_dir / "blobs"),
         )
         session.commit()
         typer.echo(f"created experiment {experiment.slug} ({experiment.design_name})")
@@ -708,6 +711,7 @@ def setup_demo(settings: Settings, progress: Any = None) -> str:
                     stimulus_set=get_stimulus_set(session, DEMO_SET_ID),
                     design_source="demo",
                     title="psychvis demo",
+                    blobs=BlobStore(settings.stimuli_dir / "blobs"),
                 )
                 session.commit()
             launched = session.scalar(

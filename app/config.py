@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024
     """Largest JSON body accepted by the participant API."""
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_import_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Uncompressed bytes one stimulus-set zip may hold (checked before anything is written)."""
     preload_ahead: int = 3
     """How many upcoming trials' images the browser is told to preload."""
     db_pool_size: int = 10
@@ -71,6 +73,13 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     """Failed logins per email or per address within `login_window_s` before logins slow down."""
     login_window_s: int = 15 * 60
+    enrol_hold_unconfirmed_s: int = Field(default=30 * 60, gt=0)
+    """How long a participant who enrolled but never consented holds a place in a session with
+    a participant limit; after that the place is free for someone else."""
+    enrol_rate_limit: int = Field(default=30, ge=1)
+    """Enrolments (start button) per client address and worker within `enrol_rate_window_s`;
+    a lab with every computer behind one address needs this above its participants per hour."""
+    enrol_rate_window_s: int = Field(default=10 * 60, gt=0)
     stimuli_import_root: Path | None = None
     """Folder under which the dashboard may import stimulus sets by server path (None: off)."""
 

@@ -64,10 +64,16 @@ class Forbidden(AppError):
 
 
 class TooManyAttempts(AppError):
-    """Login throttled after repeated failures."""
+    """Login throttled after repeated failures, or too many enrolments from one address."""
 
     code = "too_many_attempts"
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class PlatformIdMissing(InvalidInput):
+    """A Prolific or MTurk study link opened without the platform's participant id."""
+
+    code = "platform_id_missing"

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admission import PrioritySemaphore
@@ -28,9 +29,11 @@ from app.errors import (
 )
 from app.log import configure_logging
 from app.migrate import assert_schema_current
+from app.ratelimit import RateLimiter
 from app.routes import console, images, participant
 from app.routes.deps import status_for
-from app.templating import make_templates
+from app.security import SecurityHeadersMiddleware, allowed_hosts
+from app.templating import import_map, make_templates, script_hash
 
 logger = logging.getLogger(__name__)
 
@@ -231,13 +234,15 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/api/docs" if settings.env != "prod" else None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        # The schema maps every endpoint and field: development and tests only.
+        openapi_url="/api/openapi.json" if settings.env != "prod" else None,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.answer_engine = answer_engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.templates = make_templates(settings.templates_dir, settings.static_dir)
+    app.state.enrol_limiter = RateLimiter(settings.enrol_rate_limit, settings.enrol_rate_window_s)
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
@@ -314,4 +319,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # Measures each request from here on, the admission queue included.
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        https=settings.base_url.startswith("https://"),
+        script_hashes=lambda: [script_hash(import_map(settings.static_dir))],
+    )
+    if settings.env == "prod":
+        # A forged Host would otherwise end up in redirects (trailing slash) and absolute links.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings.base_url))
     return app

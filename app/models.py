@@ -101,6 +101,9 @@ class Experiment(Base):
     """The experimenter who owns it; None for CLI/demo-created ones (visible to admins only)."""
     platform_id_export: Mapped[str] = mapped_column(String(16), default="pseudonymised")
     """How participants.csv shows platform ids: `raw` or `pseudonymised` (keyed hash)."""
+    image_key: Mapped[str | None] = mapped_column(String(64))
+    """Secret (hex) naming the images this experiment serves (`app.services.blobs.served_name`);
+    None: content-hash names (experiments created before keyed names)."""
 
     stimulus_set: Mapped[StimulusSet] = relationship()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_RT_MS = 3_600_000.0
 """An hour: anything longer is not a reaction time."""
@@ -15,6 +15,10 @@ class _Strict(BaseModel):
     # strict: a JSON value must have the documented type (no `false` or `"3"` for a number);
     # these models are only parsed from JSON, where strict mode still reads UUID strings.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+RT_TOLERANCE_MS = 1.0
+"""How far rt_ms may be from answer_ms - onset_ms (three values rounded to 0.1 ms each)."""
 
 
 class ResponseSubmit(_Strict):
@@ -39,6 +43,15 @@ class ResponseSubmit(_Strict):
     focus_lost: bool = False
     fullscreen_exited: bool = False
     input: Literal["mouse", "keyboard", "touch"] | None = None
+
+    @model_validator(mode="after")
+    def _rt_is_answer_minus_onset(self) -> ResponseSubmit:
+        # The browser sends all three, each rounded to 0.1 ms (static/trial.js): an rt_ms that
+        # disagrees with its own stamps was not measured by the task page.
+        if self.onset_ms is not None and self.answer_ms is not None:
+            if abs(self.answer_ms - self.onset_ms - self.rt_ms) > RT_TOLERANCE_MS:
+                raise ValueError("rt_ms must equal answer_ms - onset_ms")
+        return self
 
 
 class EventSubmit(_Strict):
@@ -136,15 +149,17 @@ class NextRead(BaseModel):
 
 class BlockEndRead(BaseModel):
     block_index: int
-    n_correct: int
+    n_correct: int | None
+    """null where the block does not show its score."""
     n_trials: int
 
 
 class ResponseAck(BaseModel):
     trial_index: int
     duplicate: bool
-    correct: bool
-    correct_response: Literal["upper", "lower"]
+    correct: bool | None
+    """null where the trial gives no feedback (also `correct_response`)."""
+    correct_response: Literal["upper", "lower"] | None
     block_end: BlockEndRead | None
     next: NextRead
 

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import ManifestInvalid
+from app.nesting import TooDeep, loads_json
 from app.schedule import Catalog, UnitInfo
 
 if TYPE_CHECKING:
@@ -32,9 +33,14 @@ SCHEMA = "psychvis.stimulus_set"
 SCHEMA_VERSION = 1
 SET_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,79}$"
 MAX_ZIP_MEMBERS = 200_000
-MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
-MAX_ZIP_RATIO = 200
-"""A member that inflates more than this many times its compressed size is treated as a bomb."""
+MAX_ZIP_TOTAL_BYTES = 2 * 1024**3
+"""Uncompressed bytes one import may write (`PSYCHVIS_MAX_IMPORT_BYTES`): the largest real sets
+(IMI's, a few hundred MB of PNGs) fit several times over."""
+MAX_ZIP_RATIO = 50
+"""A member that inflates more than this many times its compressed size is treated as a bomb
+(PNG, JPEG and WebP barely compress; JSON and CSV inflate 5 to 15 times)."""
+ZIP_RATIO_FREE_BYTES = 64 * 1024
+"""Members up to this size may inflate more (small text files)."""
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 ROLES = ("main", "practice", "catch", "intuitiveness")
@@ -184,10 +190,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+"""What a stimulus image may be, by its content (whatever its file name says)."""
+
+
 def check_image(path: Path, rel: str, size_px: int) -> None:
-    """Raise ManifestInvalid unless `path` decodes as a `size_px` square image."""
+    """Raise ManifestInvalid unless `path` decodes as a `size_px` square PNG, JPEG or WebP."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ManifestInvalid(f"image {rel!r} is too large ({img.width}x{img.height})")
             img.load()
@@ -195,8 +205,12 @@ def check_image(path: Path, rel: str, size_px: int) -> None:
                 raise ManifestInvalid(
                     f"image {rel!r} is {img.width}x{img.height}, expected {size_px}x{size_px}"
                 )
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise ManifestInvalid(f"image {rel!r} cannot be decoded: {exc}") from None
+    except UnidentifiedImageError:
+        raise ManifestInvalid(
+            f"image {rel!r} cannot be decoded as a PNG, JPEG or WebP image (by content)"
+        ) from None
+    except (OSError, Image.DecompressionBombError):
+        raise ManifestInvalid(f"image {rel!r} cannot be decoded") from None
 
 
 def validate_manifest(manifest: StimulusManifest, root: Path, *, check_files: bool = True) -> None:
@@ -253,9 +267,11 @@ def load_manifest(path: Path | str, *, check_files: bool = True) -> StimulusMani
     root = Path(path)
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        raise ManifestInvalid(f"{root} has no manifest.json")
+        raise ManifestInvalid(f"{root.name} has no manifest.json")
     try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        raw = loads_json(manifest_path.read_text(encoding="utf-8"))
+    except TooDeep as exc:
+        raise ManifestInvalid(f"manifest.json is {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestInvalid(f"manifest.json is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -295,12 +311,19 @@ def extracted_zip(zip_path: Path, max_total_bytes: int = MAX_ZIP_TOTAL_BYTES) ->
     try:
         try:
             archive = zipfile.ZipFile(zip_path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ManifestInvalid(f"not a readable zip file: {exc}") from None
+        except (zipfile.BadZipFile, OSError):
+            raise ManifestInvalid("not a readable zip file") from None
         with archive:
             members = archive.infolist()
             if len(members) > MAX_ZIP_MEMBERS:
                 raise ManifestInvalid(f"zip holds {len(members)} entries (limit {MAX_ZIP_MEMBERS})")
+            # Checked before anything is written: the declared sizes (the loop below stops at
+            # them, so a header that lies gains nothing).
+            declared = sum(info.file_size for info in members)
+            if declared > max_total_bytes:
+                raise ManifestInvalid(
+                    f"zip inflates to {declared} bytes, over the limit of {max_total_bytes}"
+                )
             total = 0
             for info in members:
                 name = info.filename
@@ -315,7 +338,7 @@ def extracted_zip(zip_path: Path, max_total_bytes: int = MAX_ZIP_TOTAL_BYTES) ->
                     continue
                 if (
                     info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1)
-                    and info.file_size > 1 << 20
+                    and info.file_size > ZIP_RATIO_FREE_BYTES
                 ):
                     raise ManifestInvalid(f"zip entry {name!r} inflates suspiciously (zip bomb?)")
                 target = tmp / pure

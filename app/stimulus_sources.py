@@ -19,6 +19,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from app.errors import ManifestInvalid
+from app.nesting import TooDeep, loads_json
 from app.stimuli import (
     ROLES,
     SCHEMA,
@@ -196,7 +197,7 @@ def _kind_from_structure(root: Path) -> tuple[ReferenceType | None, str | None]:
         return None, None
     for path in sorted(root.parent.glob("*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         tasks = data.get("tasks") if isinstance(data, dict) else None
@@ -231,7 +232,9 @@ def imi_task_units(root: Path, options: ImportOptions) -> tuple[StimulusManifest
         ManifestInvalid: naming the missing or malformed part, or asking for --reference-type.
     """
     try:
-        index = json.loads((root / "index.json").read_text(encoding="utf-8"))
+        index = loads_json((root / "index.json").read_text(encoding="utf-8"))
+    except TooDeep as exc:
+        raise ManifestInvalid(f"index.json is {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestInvalid(f"index.json is not valid JSON: {exc}") from None
     if not isinstance(index, dict):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+TASK_MODULES = ("trial.js", "api.js", "display.js", "timing.js", "input.js", "timers.js")
+"""The task page's ES modules (templates/participant/task.html preloads them)."""
 
 
 @lru_cache(maxsize=512)
@@ -14,17 +20,33 @@ def _file_version(path: Path, mtime_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def static_url(static_dir: Path, name: str) -> str:
+    """`/static/<name>?v=<content hash>`: a new URL whenever the file changes."""
+    path = static_dir / name
+    try:
+        version = _file_version(path, path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        return f"/static/{name}"
+    return f"/static/{name}?v={version}"
+
+
+def import_map(static_dir: Path) -> str:
+    """The task page's import map, exactly as the page holds it (its hash goes into the CSP)."""
+    urls = {f"/static/{name}": static_url(static_dir, name) for name in TASK_MODULES}
+    # No "<" can occur in these URLs; escaped anyway so the text can never end the element.
+    return json.dumps({"imports": urls}, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def script_hash(text: str) -> str:
+    """The CSP source (`'sha256-…'`) that allows one inline script of exactly this text."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
 def make_templates(templates_dir: Path, static_dir: Path) -> Jinja2Templates:
     """Build the template environment (autoescaping on) with the `static_url` global."""
     templates = Jinja2Templates(directory=str(templates_dir))
-
-    def static_url(name: str) -> str:
-        path = static_dir / name
-        try:
-            version = _file_version(path, path.stat().st_mtime_ns)
-        except FileNotFoundError:
-            return f"/static/{name}"
-        return f"/static/{name}?v={version}"
-
-    templates.env.globals["static_url"] = static_url
+    templates.env.globals["static_url"] = lambda name: static_url(static_dir, name)
+    templates.env.globals["import_map"] = lambda: Markup(import_map(static_dir))  # noqa: S704
+    templates.env.globals["task_modules"] = TASK_MODULES
     return templates

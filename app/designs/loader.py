@@ -16,6 +16,7 @@ from app.designs.checks import Issue, KeyPath, catalog_issues, format_path, stat
 from app.designs.errors import DesignInvalid
 from app.designs.model import Design
 from app.designs.tomlpos import key_lines, line_of
+from app.nesting import TooDeep, loads_toml
 from app.schedule import Catalog
 
 PRESETS = ("demo", "paper-exp1", "paper-exp2", "imi")
@@ -87,7 +88,9 @@ def parse_design(text: str, name: str, catalog: Catalog | None = None) -> Design
 @functools.lru_cache(maxsize=64)
 def _parse_cached(text: str, name: str) -> Design:
     try:
-        data = tomllib.loads(text)
+        data = loads_toml(text)
+    except TooDeep as exc:
+        raise DesignInvalid(f"design {name!r}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise DesignInvalid(f"design {name!r} is not valid TOML: {exc}") from None
     data.setdefault("name", name)

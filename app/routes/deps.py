@@ -35,6 +35,7 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.models import DashboardLogin, Participant, User
+from app.ratelimit import RateLimiter
 from app.services import auth
 
 TOKEN_MAX_LEN = 64
@@ -335,3 +336,18 @@ def status_for(exc: AppError) -> int:
         if isinstance(exc, cls):
             return status
     return 400
+
+
+def enrol_allowed(request: Request) -> None:
+    """Count an enrolment for the client's address; TooManyAttempts (429) over the limit.
+
+    The address is uvicorn's client address, which behind nginx is the one nginx saw
+    (docs/deploy.md, "Client addresses").
+    """
+    limiter: RateLimiter = request.app.state.enrol_limiter
+    address = request.client.host if request.client is not None else "unknown"
+    if not limiter.allow(address):
+        raise TooManyAttempts(
+            "Too many starts from this address; please try again later.",
+            retry_after_s=int(limiter.window_s),
+        )

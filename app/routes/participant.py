@@ -23,6 +23,7 @@ from app.routes.deps import (
     SettingsDep,
     TemplatesDep,
     check_token,
+    enrol_allowed,
     in_one_hop,
     participant_by_token,
 )
@@ -175,6 +176,8 @@ async def start(
         if v
     }
 
+    enrol_allowed(request)
+
     def enrol() -> str:
         launched = get_session_by_link(session, link_code[:64])
         try:
@@ -184,6 +187,7 @@ async def start(
                 params,
                 user_agent=request.headers.get("user-agent"),
                 inactive_after_s=settings.inactivity_timeout_s,
+                hold_unconfirmed_s=settings.enrol_hold_unconfirmed_s,
                 screen_px=(screen_w_px, screen_h_px)
                 if screen_w_px is not None and screen_h_px is not None
                 else None,

@@ -89,7 +89,11 @@ def submit_answer(
         )
         trial = recorded.trial
         stored = StoredAnswer(
-            trial.trial_index, trial.block_index, trial.query_order, recorded.response.correct
+            trial.trial_index,
+            trial.block_index,
+            trial.query_order,
+            recorded.response.correct,
+            trial.feedback,
         )
         duplicate = recorded.duplicate
         n_done = recorded.n_done

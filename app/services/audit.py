@@ -38,6 +38,24 @@ def record(
     return entry
 
 
+def record_export(
+    session: Session, user: User, experiment: Experiment, table: str, *, include_test: bool
+) -> AuditLog:
+    """The audit entry of a download: who took which table of which experiment, with or
+    without test-mode participants, and whether it held raw platform ids. The caller commits
+    it before the first row is streamed."""
+    raw_ids = table in ("participants", "all") and experiment.platform_id_export == "raw"
+    logger.info("export", extra={"experiment": experiment.slug, "table": table, "user": user.id})
+    return record(
+        session,
+        user,
+        "experiment.export",
+        experiment=experiment,
+        target=table,
+        details={"include_test": include_test, "raw_platform_ids": raw_ids},
+    )
+
+
 def participant_by_number(session: Session, experiment: Experiment, number: int) -> Participant:
     """A participant of `experiment` by participant number (what dashboard URLs use).
 

@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
+from zxcvbn import zxcvbn
 
 from app.db import utc_now
 from app.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
@@ -42,14 +43,39 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("psychvis-no-such-user-placeholder")
 
 
-def hash_password(password: str) -> str:
-    """Hash a password with argon2id (argon2-cffi defaults, RFC 9106 low-memory profile).
+MIN_PASSWORD_SCORE = 3
+"""zxcvbn's score (0-4) a password needs: 3 is "safely unguessable" for online attacks; common
+passwords, repeats, keyboard walks and the account's own email score lower."""
+
+
+def check_password(password: str, email: str = "") -> None:
+    """Refuse short, common or guessable passwords and ones made from the account's email.
+
+    zxcvbn (Dropbox's estimator) checks the password against its lists of common passwords,
+    names and words and against the email given as user input.
 
     Raises:
-        InvalidInput: shorter than `MIN_PASSWORD_LENGTH` characters.
+        InvalidInput: the password is too weak; the message says why.
     """
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    inputs = [email, email.split("@")[0], *re.split(r"[@.+_-]", email)] if email else []
+    folded = password.casefold()
+    if email and (email.casefold() in folded or folded in email.casefold()):
+        raise InvalidInput("a password must not be (or contain) the account's email")
+    estimate = zxcvbn(password[:100], user_inputs=[i for i in inputs if i])
+    if estimate["score"] < MIN_PASSWORD_SCORE:
+        hint = estimate["feedback"]["warning"] or "it is easy to guess"
+        raise InvalidInput(f"choose a stronger password: {hint.rstrip('.')}")
+
+
+def hash_password(password: str, email: str = "") -> str:
+    """Hash a password with argon2id (argon2-cffi defaults, RFC 9106 low-memory profile).
+
+    Raises:
+        InvalidInput: too short, common or guessable, or made from `email` (`check_password`).
+    """
+    check_password(password, email)
     return _HASHER.hash(password)
 
 
@@ -69,7 +95,7 @@ def create_user(session: Session, email: str, password: str, role: Role) -> User
     """Create an account.
 
     Raises:
-        InvalidInput: bad email, role or too short a password.
+        InvalidInput: bad email, role or too weak a password.
         Conflict: the email has an account already.
     """
     email = normalise_email(email)
@@ -79,7 +105,7 @@ def create_user(session: Session, email: str, password: str, role: Role) -> User
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(f"an account for {email} exists already")
-    user = User(email=email, password_hash=hash_password(password), role=role, active=True)
+    user = User(email=email, password_hash=hash_password(password, email), role=role, active=True)
     session.add(user)
     session.flush()
     logger.info("user created", extra={"user": user.id, "role": role})
@@ -93,9 +119,9 @@ def set_password(session: Session, user: User, password: str) -> int:
         The number of logins revoked.
 
     Raises:
-        InvalidInput: too short a password (nothing is changed).
+        InvalidInput: too weak a password (nothing is changed).
     """
-    user.password_hash = hash_password(password)
+    user.password_hash = hash_password(password, user.email)
     return revoke_logins(session, user)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,10 @@ from pathlib import Path
 from PIL import Image
 
 MEDIA_TYPES = {"webp": "image/webp", "png": "image/png"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+"""The IEND chunk (length 0, type, CRC) that ends every PNG."""
+SOURCE_FORMATS = ("PNG", "JPEG", "WEBP")
 LOSSY_QUALITY = 90
 
 
@@ -20,6 +26,16 @@ class Encoded:
     lossless_sha256: str
     lossy_sha256: str
     png_sha256: str
+
+
+def served_name(key: str, sha256: str) -> str:
+    """The name an experiment serves an image under: HMAC-SHA256(key, content sha256), hex.
+
+    Hashing a released stimulus image gives its sha256, not this name, so a participant cannot
+    look up which served image is which from the images' content; the name is still fixed per
+    experiment and image, so it stays immutable and cacheable.
+    """
+    return hmac.new(bytes.fromhex(key), sha256.encode(), hashlib.sha256).hexdigest()
 
 
 class BlobStore:
@@ -46,16 +62,35 @@ class BlobStore:
                 raise
         return sha
 
+    def alias(self, sha256: str, ext: str, name: str) -> None:
+        """Make blob `sha256` also available as `name` (a hard link, same folder layout), so
+        that nginx and the app serve `/img/<name>.<ext>` like any blob."""
+        target = self.path_for(name, ext)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{name}.{os.getpid()}"
+        try:
+            try:
+                os.link(self.path_for(sha256, ext), tmp)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(self.path_for(sha256, ext), tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def encode_and_put(self, source: Path) -> Encoded:
         """Store `source` as lossless WebP, lossy WebP (q90) and PNG; return their hashes."""
-        with Image.open(source) as img:
+        with Image.open(source, formats=SOURCE_FORMATS) as img:
             rgb = img.convert("RGB")
         lossless = io.BytesIO()
         rgb.save(lossless, format="WEBP", lossless=True, quality=50, method=2)
         lossy = io.BytesIO()
         rgb.save(lossy, format="WEBP", quality=LOSSY_QUALITY, method=4)
         raw = source.read_bytes()
-        if raw[:8] == b"\x89PNG\r\n\x1a\n":
+        if raw[:8] == PNG_SIGNATURE and raw.find(PNG_END) == len(raw) - len(PNG_END):
+            # Kept byte for byte only when nothing follows the image's end: bytes appended to
+            # a PNG (HTML, a script) would otherwise be served under image/png.
             png = raw
         else:
             buf = io.BytesIO()

@@ -18,7 +18,8 @@ from app.cache import LruCache
 from app.errors import Conflict, DesignInvalid, InvalidInput, NotFound
 from app.models import Experiment, ExperimentSession, StimulusSet
 from app.schedule import Schedule
-from app.services.stimuli import catalog_of
+from app.services.blobs import BlobStore, served_name
+from app.services.stimuli import catalog_of, image_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,13 @@ def create_experiment(
     design_text: str | None = None,
     owner_id: int | None = None,
     platform_id_export: Literal["raw", "pseudonymised"] = "pseudonymised",
+    blobs: BlobStore | None = None,
 ) -> Experiment:
     """Create an experiment; the design is checked against the stimulus set first.
 
     Args:
+        blobs: the blob store: the experiment then serves its images under names of its own
+            (`served_name`), linked there now; None keeps content-hash names.
         design_source: a preset name or a design file path; with `design_text`, only the
             design's name (e.g. an uploaded file's stem).
         design_text: the design TOML itself (dashboard uploads).
@@ -107,7 +111,9 @@ def create_experiment(
     if not SLUG_PATTERN.match(slug):
         raise InvalidInput(f"experiment name {slug!r} must match {SLUG_PATTERN.pattern}")
     if session.scalar(select(Experiment.id).where(Experiment.slug == slug)) is not None:
-        raise Conflict(f"an experiment named {slug!r} exists already")
+        # Names are unique across accounts: the message must not confirm that another
+        # experimenter's experiment has this one.
+        raise Conflict(f"the name {slug!r} cannot be used; please choose another")
     if design_text is not None:
         name, text = design_source, design_text
     else:
@@ -123,6 +129,11 @@ def create_experiment(
         owner_id=owner_id,
         platform_id_export=platform_id_export,
     )
+    if blobs is not None:
+        experiment.image_key = secrets.token_hex(32)
+        ext = "png" if design.images.encoding == "png" else "webp"
+        for sha in image_hashes(session, stimulus_set.id, design.images.encoding).values():
+            blobs.alias(sha, ext, served_name(experiment.image_key, sha))
     session.add(experiment)
     session.flush()
     logger.info("experiment created", extra={"experiment": slug, "design": name})
@@ -178,6 +189,8 @@ def launch_session(
     """
     if platform not in ("prolific", "mturk", "lab"):
         raise InvalidInput(f"unknown platform {platform!r}")
+    if max_participants is not None and max_participants < 1:
+        raise InvalidInput("the participant limit must be at least 1 (or none)")
     merged = default_outcomes(platform, completion_code)
     for key, value in (outcomes or {}).items():
         if key not in merged:

@@ -33,6 +33,8 @@ from app.models import (
     StimulusUnit,
     TrialResponse,
 )
+from app.services.experiments import design_of
+from app.services.participants import content_names
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 STREAM_CHUNK = 1000
@@ -125,6 +127,12 @@ def iter_response_rows(
     if not include_test:
         query = query.where(Participant.test_mode.is_(False))
     stimulus_set = experiment.stimulus_set.slug
+    # Keyed image names mean nothing outside the server: the export shows content hashes.
+    content = (
+        content_names(session, experiment, design_of(experiment).images.encoding)
+        if experiment.image_key is not None
+        else {}
+    )
     for (
         trial_index,
         response,
@@ -181,8 +189,8 @@ def iter_response_rows(
             "rt_ms": round(rt_ms, 3),
             "presented_at": _iso(presented),
             "received_at": _iso(received),
-            "query_image_upper": display.get("upper", ""),
-            "query_image_lower": display.get("lower", ""),
+            "query_image_upper": content.get(display.get("upper", ""), display.get("upper", "")),
+            "query_image_lower": content.get(display.get("lower", ""), display.get("lower", "")),
             "stimulus_set": stimulus_set,
             "repeat_of_trial_index": "" if repeat_of is None else repeat_of,
             "excluded": _bool(excluded),

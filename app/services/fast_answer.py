@@ -39,7 +39,7 @@ WITH p AS (
     JOIN experiment_session s ON s.id = p.experiment_session_id
     WHERE p.token = %(token)s::text AND p.status = 'in_progress' AND s.status = 'open'
 ), cur AS (
-    SELECT t.id, t.trial_index, t.block_index, t.query_order, p.id AS participant_id
+    SELECT t.id, t.trial_index, t.block_index, t.query_order, t.feedback, p.id AS participant_id
     FROM p
     JOIN scheduled_trial t ON t.participant_id = p.id AND t.trial_index = %(trial_index)s::int
     WHERE jsonb_typeof(t.display) = 'object'
@@ -77,7 +77,8 @@ SELECT ins.correct, cur.query_order, cur.block_index, p.experiment_id, p.n_trial
         WHERE t.participant_id = p.id AND t.trial_index > %(trial_index)s::int AND NOT t.skipped
         ORDER BY t.trial_index
         LIMIT %(window)s::int
-    ) n) AS upcoming
+    ) n) AS upcoming,
+    cur.feedback
 FROM ins, cur, p
 """
 
@@ -91,6 +92,20 @@ class StoredAnswer:
     block_index: int
     query_order: str
     correct: bool
+    feedback: bool
+    """The trial shows feedback: only then may the acknowledgement say what was correct."""
+
+
+def answer_feedback(stored: StoredAnswer) -> dict[str, Any]:
+    """The acknowledgement's `correct` and `correct_response`: null unless the trial gives
+    feedback, so that an answer's correctness never reaches a participant who is not shown it
+    (docs/participant_api.md)."""
+    if not stored.feedback:
+        return {"correct": None, "correct_response": None}
+    return {
+        "correct": stored.correct,
+        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
+    }
 
 
 @dataclass(frozen=True)
@@ -146,8 +161,8 @@ def statement_params(
 
 def stored_of(row: Any, submit: ResponseSubmit) -> StoredAnswer:
     """The answer a row of the statement says it stored."""
-    correct, query_order, block_index = row[0], row[1], row[2]
-    return StoredAnswer(submit.trial_index, block_index, query_order, correct)
+    correct, query_order, block_index, feedback = row[0], row[1], row[2], row[7]
+    return StoredAnswer(submit.trial_index, block_index, query_order, correct, bool(feedback))
 
 
 def ack_from_row(
@@ -161,7 +176,7 @@ def ack_from_row(
     if row is None:
         return FastAnswer(ack=None)
     stored = stored_of(row, submit)
-    _, _, block_index, experiment_id, n_trials, blocks, upcoming = row
+    block_index, experiment_id, n_trials, blocks, upcoming = row[2:7]
     first_index = sum(b["n_trials"] for b in blocks[:block_index])
     if submit.trial_index == first_index + blocks[block_index]["n_trials"] - 1:
         # a block ends: feedback, repeats, exclusions
@@ -205,8 +220,7 @@ def acknowledgement(
     return {
         "trial_index": stored.trial_index,
         "duplicate": duplicate,
-        "correct": stored.correct,
-        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
+        **answer_feedback(stored),
         "block_end": block_end,
         "next": next_step,
     }

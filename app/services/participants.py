@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session, joinedload
 
 from app import designs
 from app.db import utc_now
-from app.errors import Conflict, InvalidInput, NotFound, OutOfOrder, SessionUnavailable
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OutOfOrder,
+    PlatformIdMissing,
+    SessionUnavailable,
+)
 from app.models import (
     Experiment,
     ExperimentSession,
@@ -30,6 +37,7 @@ from app.models import (
     TrialResponse,
 )
 from app.schedule import TrialSpec
+from app.services.blobs import served_name
 from app.services.experiments import design_of
 from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of, image_hashes
@@ -41,10 +49,17 @@ FEEDBACK_MAX_CHARS = 5000
 LAST_SEEN_RESOLUTION_S = 10
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 ACTIVE_STATUSES = ("enrolled", "consented", "in_progress", "completed")
+ENDED_STATUSES = ("completed", "declined")
 _PLATFORM_KEYS = {
     "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
     "mturk": ("workerId", "assignmentId", "hitId", "turkSubmitTo"),
 }
+
+
+_ID_CASE = {"PROLIFIC_PID": str.lower, "workerId": str.upper}
+"""Prolific ids are lower-case hex and MTurk worker ids upper-case: any other spelling of an id
+is the same person."""
+PLATFORM_NAMES = {"prolific": "Prolific", "mturk": "Amazon Mechanical Turk"}
 
 
 @dataclass(frozen=True)
@@ -55,9 +70,17 @@ class PlatformIdentity:
 
 
 def platform_identity(launched: ExperimentSession, params: dict[str, str]) -> PlatformIdentity:
-    """Pick the platform parameters this session's platform uses; the rest is ignored."""
+    """Pick the platform parameters this session's platform uses; the rest is ignored.
+
+    Values are trimmed and the participant id brought to the platform's case, so that
+    " 5F00", "5f00" and "5F00 " enrol one participant, not three.
+    """
     keys = _PLATFORM_KEYS.get(launched.platform, ())
-    data = {k: str(params[k])[:256] for k in keys if params.get(k)}
+    data = {}
+    for key in keys:
+        value = str(params.get(key) or "").strip()[:256]
+        if value:
+            data[key] = _ID_CASE.get(key, str)(value)
     pid = data.get("PROLIFIC_PID") or data.get("workerId")
     return PlatformIdentity(launched.platform, pid[:128] if pid else None, data)
 
@@ -95,6 +118,38 @@ def set_lookup(
         while len(_SET_CACHE) > 16:
             _SET_CACHE.popitem(last=False)
     return found
+
+
+_SERVED_CACHE: OrderedDict[tuple[int, str, str], dict[str, str]] = OrderedDict()
+
+
+def experiment_lookup(
+    session: Session, experiment: Experiment, encoding: str
+) -> tuple[dict[str, StimulusUnit], dict[str, str]]:
+    """`set_lookup` with the names this experiment serves its images under: keyed names
+    (`served_name`) where the experiment has an image key, else the content-hash names."""
+    units, hashes = set_lookup(session, experiment.stimulus_set, encoding)
+    key = experiment.image_key
+    if key is None:
+        return units, hashes
+    cache_key = (experiment.id, key, encoding)
+    names = _SERVED_CACHE.get(cache_key)
+    if names is None:
+        names = {}
+        for path, name in hashes.items():
+            sha, ext = name.split(".", 1)
+            names[path] = f"{served_name(key, sha)}.{ext}"
+        _SERVED_CACHE[cache_key] = names
+        while len(_SERVED_CACHE) > 16:
+            _SERVED_CACHE.popitem(last=False)
+    return units, names
+
+
+def content_names(session: Session, experiment: Experiment, encoding: str) -> dict[str, str]:
+    """Served name -> content-hash name of an experiment's images (exports show the latter)."""
+    _, hashes = set_lookup(session, experiment.stimulus_set, encoding)
+    _, served = experiment_lookup(session, experiment, encoding)
+    return {served[path]: hashes[path] for path in hashes}
 
 
 def resolve_display(spec: TrialSpec, unit: StimulusUnit, hashes: dict[str, str]) -> dict[str, Any]:
@@ -215,6 +270,19 @@ def insert_schedule(session: Session, rows: list[dict[str, Any]]) -> None:
         session.connection().execute(insert(ScheduledTrial), rows)
 
 
+def _holding_slot(hold_unconfirmed_s: int | None) -> ColumnElement[bool]:
+    """Participants who count towards a session's limit: not declined or returned, and not
+    enrolled long ago without ever consenting (a link opened and left, or a bot filling the
+    study: the slot is free again after `hold_unconfirmed_s`)."""
+    holding: ColumnElement[bool] = Participant.status.in_(ACTIVE_STATUSES)
+    if hold_unconfirmed_s is not None:
+        cutoff = utc_now() - timedelta(seconds=hold_unconfirmed_s)
+        holding = holding & ~(
+            (Participant.status == "enrolled") & (Participant.created_at < cutoff)
+        )
+    return holding
+
+
 def _arm_counts(
     session: Session, experiment_id: int, inactive_after_s: int | None
 ) -> dict[str, int]:
@@ -249,6 +317,7 @@ def enrol(
     user_agent: str | None = None,
     test_mode: bool = False,
     inactive_after_s: int | None = None,
+    hold_unconfirmed_s: int | None = None,
     screen_px: tuple[int, int] | None = None,
 ) -> tuple[Participant, bool]:
     """Enrol a participant, or return the one already enrolled with the same platform id.
@@ -260,6 +329,8 @@ def enrol(
     the start route resumes the earlier one.
 
     Args:
+        hold_unconfirmed_s: how long a participant who never consented holds a place in a
+            session with a participant limit (None: for ever).
         screen_px: the screen's width and height in CSS px as the landing page saw them.
 
     Returns:
@@ -267,6 +338,8 @@ def enrol(
 
     Raises:
         SessionUnavailable: paused, closed, full, or an MTurk preview.
+        PlatformIdMissing: a Prolific or MTurk session opened without the participant id
+            (outside test mode): every such enrolment would take a place of its own.
         Conflict: the same platform id was enrolled by a concurrent request.
     """
     if launched.status != "open":
@@ -274,6 +347,11 @@ def enrol(
     if is_mturk_preview(params):
         raise SessionUnavailable("accept the HIT before starting")
     identity = platform_identity(launched, params)
+    if identity.platform_id is None and launched.platform in PLATFORM_NAMES and not test_mode:
+        raise PlatformIdMissing(
+            f"This link works only when opened from {PLATFORM_NAMES[launched.platform]}: "
+            f"please go back to {PLATFORM_NAMES[launched.platform]} and start the study there."
+        )
     if identity.platform_id is not None:
         # Before the experiment's row lock, which every enrolment waits for: a resume needs no
         # lock, and two tabs enrolling the same id at once meet at the unique key (Conflict).
@@ -298,7 +376,7 @@ def enrol(
             .select_from(Participant)
             .where(
                 Participant.experiment_session_id == launched.id,
-                Participant.status.in_(ACTIVE_STATUSES),
+                _holding_slot(hold_unconfirmed_s),
                 Participant.test_mode.is_(False),
             )
         )
@@ -342,7 +420,7 @@ def enrol(
         session.flush()
     except IntegrityError:
         raise Conflict("this participant is enrolled already") from None
-    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
     insert_schedule(session, scheduled_values(participant.id, schedule.trials, units, hashes))
     logger.info(
         "participant enrolled",
@@ -479,7 +557,7 @@ def rating_images(session: Session, participant: Participant, unit_id: str) -> d
     """Served image names of a rated unit: 9 synthetic and 9 natural max references (batch 0)."""
     experiment = participant.experiment
     design = design_of(experiment)
-    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
     data = units[unit_id].data
     synthetic = (data.get("synthetic") or {}).get("max_references", [])[:9]
     batches = (data.get("natural") or {}).get("batches") or []
@@ -492,7 +570,13 @@ def rating_images(session: Session, participant: Participant, unit_id: str) -> d
 
 
 def record_feedback(participant: Participant, text: str) -> None:
-    """Store the optional free-text feedback (once; later posts are ignored)."""
+    """Store the optional free-text feedback (once; later posts are ignored).
+
+    Raises:
+        Conflict: the design asks for no feedback.
+    """
+    if not design_of(participant.experiment).free_text_feedback:
+        raise Conflict("this study asks for no feedback")
     if participant.feedback_at is None:
         participant.feedback_text = text.strip()[:FEEDBACK_MAX_CHARS] or None
         participant.feedback_at = utc_now()

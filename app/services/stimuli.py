@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ from app.models import StimulusImage, StimulusSet, StimulusUnit
 from app.schedule import Catalog
 from app.services.blobs import BlobStore
 from app.stimuli import (
+    MAX_ZIP_TOTAL_BYTES,
     ROLES,
+    SET_ID_PATTERN,
     LoadedSet,
     StimulusManifest,
     catalog_from_manifest,
@@ -44,6 +47,7 @@ def import_stimulus_set(
     *,
     set_id: str | None = None,
     options: ImportOptions | None = None,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> StimulusSet:
     """Validate a set (folder or .zip, any supported layout) and store it; nothing is stored if
     it is broken.
@@ -54,6 +58,7 @@ def import_stimulus_set(
         blobs: where the served encodings go (content-addressed; shared between sets).
         set_id: overrides the set's id (the name it gets in the app).
         options: what the experimenter declares about the folder (reference type, role).
+        max_total_bytes: the most a zip may inflate to (PSYCHVIS_MAX_IMPORT_BYTES).
 
     Returns:
         The new StimulusSet row (flushed).
@@ -62,7 +67,9 @@ def import_stimulus_set(
         ManifestInvalid: the set is broken (message names the problem).
         Conflict: a set with that id exists already.
     """
-    return import_stimulus_sources(session, [(source, options)], blobs, set_id=set_id)
+    return import_stimulus_sources(
+        session, [(source, options)], blobs, set_id=set_id, max_total_bytes=max_total_bytes
+    )
 
 
 def import_stimulus_sources(
@@ -72,6 +79,7 @@ def import_stimulus_sources(
     *,
     set_id: str | None = None,
     role_map: dict[str, Any] | None = None,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> StimulusSet:
     """Assemble one set from several folders or zips (each with its own options) and store it.
 
@@ -82,6 +90,7 @@ def import_stimulus_sources(
         blobs: where the served encodings go.
         set_id: the set's name in the app [the first source's id].
         role_map: `{unit id or label: role | [roles]}` applied last.
+        max_total_bytes: the most a zip may inflate to.
 
     Returns:
         The new StimulusSet row (flushed); its manifest's provenance lists skipped files.
@@ -97,13 +106,19 @@ def import_stimulus_sources(
         names: list[str] = []
         for source, options in sources:
             if not source.exists():
-                raise ManifestInvalid(f"{source} does not exist")
+                raise ManifestInvalid(f"{source.name} does not exist")
             folder = source
             if source.is_file():
                 if source.suffix.lower() != ".zip":
-                    raise ManifestInvalid(f"{source} is neither a folder nor a .zip file")
-                folder = stack.enter_context(extracted_zip(source))
-            loaded.append(load_set(folder, options))
+                    raise ManifestInvalid(f"{source.name} is neither a folder nor a .zip file")
+                folder = stack.enter_context(extracted_zip(source, max_total_bytes))
+            try:
+                loaded.append(load_set(folder, options))
+            except ManifestInvalid as exc:
+                # Messages name files inside the set, never where the server keeps them.
+                detail = exc.detail.replace(str(folder), source.name)
+                detail = detail.replace(folder.name, source.name)
+                raise ManifestInvalid(detail) from None
             # An extracted zip's folder has a random name: name the source after the zip.
             names.append(folder_slug(source.stem if source.is_file() else source.name))
         merged = merge_sources(loaded, set_id=set_id, names=names)
@@ -117,6 +132,9 @@ def _import_loaded(
 ) -> StimulusSet:
     manifest = loaded.manifest
     name = set_id or manifest.id
+    if not re.match(SET_ID_PATTERN, name):
+        # The name becomes part of console URLs and file names (docs/stimulus_set_v1.md).
+        raise InvalidInput(f"a stimulus set's name must match {SET_ID_PATTERN}")
     if session.scalar(select(StimulusSet.id).where(StimulusSet.slug == name)) is not None:
         raise Conflict(f"a stimulus set named {name!r} exists already")
     stored = manifest.model_dump(mode="json", by_alias=True)
@@ -229,6 +247,7 @@ def import_archive(
     *,
     set_id: str | None = None,
     options: ImportOptions | None = None,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> StimulusSet:
     """Import a set from an open .zip file (an upload), spooled to a temporary file first.
 
@@ -239,7 +258,14 @@ def import_archive(
         target = Path(tmp) / "upload.zip"
         with target.open("wb") as out:
             shutil.copyfileobj(archive, out, UPLOAD_CHUNK)
-        return import_stimulus_set(session, target, blobs, set_id=set_id, options=options)
+        return import_stimulus_set(
+            session,
+            target,
+            blobs,
+            set_id=set_id,
+            options=options,
+            max_total_bytes=max_total_bytes,
+        )
 
 
 def import_from_root(
@@ -250,6 +276,7 @@ def import_from_root(
     *,
     set_id: str | None = None,
     options: ImportOptions | None = None,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> StimulusSet:
     """Import a set from a folder or .zip under the configured import root.
 
@@ -266,7 +293,9 @@ def import_from_root(
     source = (root / relative).resolve()
     if not source.is_relative_to(root.resolve()):
         raise InvalidInput(f"the path must lie inside {root}")
-    return import_stimulus_set(session, source, blobs, set_id=set_id, options=options)
+    return import_stimulus_set(
+        session, source, blobs, set_id=set_id, options=options, max_total_bytes=max_total_bytes
+    )
 
 
 def units_of(session: Session, stimulus_set: StimulusSet) -> list[StimulusUnit]:

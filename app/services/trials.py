@@ -18,7 +18,13 @@ from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialRespo
 from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
-from app.services.participants import done_count, scheduled_values, set_lookup, touch_last_seen
+from app.services.participants import (
+    ENDED_STATUSES,
+    done_count,
+    experiment_lookup,
+    scheduled_values,
+    touch_last_seen,
+)
 from app.services.quality import answered_rows, apply_exclusions
 from app.services.stimuli import catalog_of
 
@@ -70,7 +76,7 @@ def _fill_repeated_if_needed(
         )
         .order_by(ScheduledTrial.trial_index)
     ).all()
-    units, hashes = set_lookup(session, experiment.stimulus_set, design.images.encoding)
+    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
     unit_keys = {u.id: key for key, u in units.items()}
     answers = [
         designs.AnsweredTrial(
@@ -332,7 +338,7 @@ def record_response(
 class BlockEnd:
     """What the last answer of a block did."""
 
-    feedback: dict[str, int]
+    feedback: dict[str, int | None]
     """`{"block_index", "n_correct", "n_trials"}`, the acknowledgement's `block_end`."""
     skipped: bool
     """Practice attempts were skipped: the done count grew by more than this answer."""
@@ -377,7 +383,9 @@ def finish_block(
     return BlockEnd(
         feedback={
             "block_index": block_index,
-            "n_correct": n_correct,
+            # The score only where the block shows it: mid-study it would tell which answers
+            # of a block without trial feedback were right.
+            "n_correct": n_correct if block.get("block_feedback", True) else None,
             "n_trials": block["n_trials"],
         },
         skipped=bool(skip),
@@ -385,7 +393,14 @@ def finish_block(
 
 
 def record_events(session: Session, participant: Participant, batch: EventBatch) -> int:
-    """Store reported browser events; every call also counts as a heartbeat."""
+    """Store reported browser events; every call also counts as a heartbeat.
+
+    Raises:
+        OutOfOrder: the participant has finished or declined: nothing of theirs is recorded
+            after their end.
+    """
+    if participant.status in ENDED_STATUSES:
+        raise OutOfOrder("this participant's study has ended")
     now = utc_now()
     for event in batch.events:
         if event.kind == "heartbeat":

@@ -43,6 +43,9 @@ def server_env(database_url: str, stimuli_dir: Path) -> dict[str, str]:
         "PSYCHVIS_ENV": "test",
         "PSYCHVIS_SECRET_KEY": "bench-" + "x" * 40,
         "PSYCHVIS_LOG_LEVEL": "WARNING",
+        # Every simulated participant starts from 127.0.0.1: the per-address enrolment limit
+        # would turn away all but the first few.
+        "PSYCHVIS_ENROL_RATE_LIMIT": "1000000",
     }
 
 

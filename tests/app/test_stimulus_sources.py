@@ -108,7 +108,7 @@ def test_imi_unit_folders_import_with_names_kinds_and_order(
         db_session,
         source,
         _blobs(settings),
-        set_id=f"u-{as_zip}",
+        set_id=f"u-{str(as_zip).lower()}",
         options=ImportOptions(role="catch"),
     )
     assert imported.source_format == "imi-units"
@@ -157,7 +157,9 @@ def test_paper_tree_imports_batches_and_feature_maps(
 ) -> None:
     root = write_paper_tree(tmp_path / "stimuli_experiment_i", mapping=True)
     source = _zip(root, tmp_path / "paper.zip") if as_zip else root
-    imported = import_stimulus_set(db_session, source, _blobs(settings), set_id=f"p-{as_zip}")
+    imported = import_stimulus_set(
+        db_session, source, _blobs(settings), set_id=f"p-{str(as_zip).lower()}"
+    )
     assert imported.source_format == "paper-tree"
     units = {u["id"]: u for u in imported.manifest["units"]}
     assert set(units) == {"mixed3a:230", "mixed4c:94"}

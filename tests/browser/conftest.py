@@ -83,6 +83,26 @@ def serve_app(settings: Settings, port: int) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+class HarnessBrowser:
+    """A Playwright browser whose contexts bypass the pages' CSP unless asked not to.
+
+    Playwright's `wait_for_function("<expression>")` evaluates its string inside the page,
+    which the app's CSP (no 'unsafe-eval', app/security.py) refuses; the tests that poll that
+    way test behaviour, and tests/browser/test_csp.py checks the policy itself
+    (`new_context(bypass_csp=False)`).
+    """
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_context(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("bypass_csp", True)
+        return self._browser.new_context(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
+
+
 @pytest.fixture()
 def browser() -> Iterator[Any]:
     """Headless Chromium (skips when playwright or /usr/bin/chromium is missing)."""
@@ -92,6 +112,6 @@ def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield b
+            yield HarnessBrowser(b)
         finally:
             b.close()

@@ -134,7 +134,7 @@ def test_replayed_answer_with_changed_content_keeps_the_first_one(
     first = answer(0, response="upper", confidence=1)
     ack = client.post(f"/api/p/{token}/responses", json=first).json()
     assert ack["duplicate"] is False
-    tampered = {**first, "response": "lower", "confidence": 3, "rt_ms": 1.0}
+    tampered = {**first, "response": "lower", "confidence": 3, "rt_ms": 1.0, "answer_ms": 1001.0}
     replay = client.post(f"/api/p/{token}/responses", json=tampered)
     assert replay.status_code == 200 and replay.json()["duplicate"] is True
     rows = db_session.scalars(

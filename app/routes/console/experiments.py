@@ -22,6 +22,7 @@ from app.routes.deps import (
 )
 from app.services import audit, auth, monitor
 from app.services import experiments as experiment_service
+from app.services.blobs import BlobStore
 from app.services.stimuli import get_stimulus_set, list_stimulus_sets
 
 router = APIRouter()
@@ -47,7 +48,11 @@ def experiment_new(
 
 @router.post("/experiments")
 async def experiment_create(
-    request: Request, user: ExperimenterPostDep, session: SessionDep, templates: TemplatesDep
+    request: Request,
+    user: ExperimenterPostDep,
+    session: SessionDep,
+    templates: TemplatesDep,
+    settings: SettingsDep,
 ) -> Response:
     """Create an experiment owned by the current user."""
     form = await request.form()
@@ -76,6 +81,7 @@ async def experiment_create(
             platform_id_export="raw"
             if form.get("platform_id_export") == "raw"
             else "pseudonymised",
+            blobs=BlobStore(settings.stimuli_dir / "blobs"),
         )
     except AppError as exc:
         session.rollback()
@@ -92,6 +98,7 @@ async def experiment_create(
             user,
             status_code=status_for(exc),
         )
+    audit.record(session, user, "experiment.create", experiment=experiment, target=experiment.slug)
     session.commit()
     return see_other(f"/dashboard/experiments/{experiment.slug}")
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from app.errors import NotFound
 from app.routes.deps import ExperimenterDep, SessionDep, SettingsDep
-from app.services import auth, export
+from app.services import audit, auth, export
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def export_csv(
         pseudonym_key=settings.secret_key.get_secret_value().encode(),
         include_test=include_test,
     )
-    logger.info("export", extra={"experiment": experiment.slug, "table": table, "user": user.id})
+    audit.record_export(session, user, experiment, table, include_test=include_test)
+    session.commit()  # stored even if the download breaks off
     return _download(chunks, f"{experiment.slug}-{table}.csv", "text/csv; charset=utf-8")
 
 
@@ -71,7 +72,8 @@ def export_json(
 ) -> Response:
     """Download everything (with the codebook) as one JSON document, streamed."""
     experiment = auth.experiment_for(session, user, slug)
-    logger.info("export", extra={"experiment": experiment.slug, "table": "all", "user": user.id})
+    audit.record_export(session, user, experiment, "all", include_test=include_test)
+    session.commit()
     return _download(
         export.iter_table_chunks(
             "json",

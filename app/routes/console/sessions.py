@@ -28,6 +28,7 @@ def experiment_try(
     participant, _ = participant_service.enrol(
         session, launched, {}, user_agent=request.headers.get("user-agent"), test_mode=True
     )
+    audit.record(session, user, "experiment.try", experiment=experiment, target=launched.link_code)
     session.commit()
     return see_other(f"/p/{participant.token}")
 

@@ -26,7 +26,13 @@ def experiment_share(
     experiment = auth.experiment_for(session, user, slug)
     if not auth.may_share(user, experiment):
         raise NotFound("only the owner can share this experiment")
-    shared = auth.share_experiment(session, experiment, email)
+    try:
+        shared = auth.share_experiment(session, experiment, email)
+    except NotFound:
+        # The same answer as for an account: the form must not tell which emails have one.
+        audit.record(session, user, "experiment.share_unknown", experiment=experiment)
+        session.commit()
+        return see_other(f"/dashboard/experiments/{experiment.slug}")
     audit.record(
         session, user, "experiment.share", experiment=experiment, target=f"user {shared.user_id}"
     )

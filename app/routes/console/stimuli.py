@@ -64,7 +64,12 @@ def stimuli_import(
         options = stimulus_service.import_options(reference_type, role)
         if archive is not None and archive.filename:
             imported = stimulus_service.import_archive(
-                session, archive.file, blobs, set_id=set_id, options=options
+                session,
+                archive.file,
+                blobs,
+                set_id=set_id,
+                options=options,
+                max_total_bytes=settings.max_import_bytes,
             )
         elif server_path.strip():
             imported = stimulus_service.import_from_root(
@@ -74,6 +79,7 @@ def stimuli_import(
                 blobs,
                 set_id=set_id,
                 options=options,
+                max_total_bytes=settings.max_import_bytes,
             )
         else:
             raise InvalidInput("choose a .zip file or give a server path")

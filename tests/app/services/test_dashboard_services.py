@@ -199,7 +199,7 @@ def test_exports_columns_order_neutralisation_and_test_mode(
     experiment = make_experiment(db_session, demo_set)
     launched = make_launch(db_session, experiment)
     p1 = _participant(db_session, demo_set, "-1+1", experiment=experiment, launched=launched)
-    p2 = _participant(db_session, demo_set, "@SUM", experiment=experiment, launched=launched)
+    p2 = _participant(db_session, demo_set, "@sum", experiment=experiment, launched=launched)
     _participant(
         db_session, demo_set, "tester", experiment=experiment, launched=launched, test_mode=True
     )
@@ -243,7 +243,7 @@ def test_exports_columns_order_neutralisation_and_test_mode(
         PARTICIPANT_COLUMNS,
         PARTICIPANT_CODEBOOK,
     )
-    assert [r["platform_id"] for r in raw] == ["'-1+1", "'@SUM"]
+    assert [r["platform_id"] for r in raw] == ["'-1+1", "'@sum"]
     with_test = list(
         export.iter_participant_rows(db_session, experiment, pseudonym_key=KEY, include_test=True)
     )
