@@ -236,4 +236,12 @@ def test_landing_screen_check_asks_for_a_larger_window_or_offers_the_way_back(
     page.locator("[data-too-small]").click()
     page.wait_for_selector("[data-page=screen-too-small]")
     assert "tell the experimenter" in (page.locator("main").text_content() or "")
+    # Pages stay inside a narrow window (the instructions' example scrolls on its own).
+    with httpx.Client(base_url=base, timeout=30) as client:
+        started = client.post(f"/s/{link}/start", data={"PROLIFIC_PID": "narrow"})
+        token = started.headers["location"].rsplit("/", 1)[-1]
+        client.post(f"/p/{token}/consent", data={"decision": "agree"})
+    page.goto(f"{base}/p/{token}")
+    assert page.locator("[data-page=instructions]").count() == 1
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     ctx.close()
