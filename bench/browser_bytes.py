@@ -28,7 +28,8 @@ import typer
 
 from app.config import REPO_ROOT, Settings
 from app.db import make_engine, make_sessionmaker
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, browser_settings, free_port, serve_app
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import browser_settings, free_port, serve_app
 from tests.browser.harness import (
     Timing,
     agent_script,

@@ -32,18 +32,10 @@ from app.sample_set import write_sample_set
 from app.services.blobs import BlobStore
 from app.services.experiments import create_experiment, launch_session
 from app.services.stimuli import import_stimulus_set
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 
 PRESETS = ("paper-exp1", "imi")
 VIEWPORTS = ((1920, 1080), (1280, 720))
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OPEN = "document.querySelector('[data-stage]')?.dataset.phase === 'open'"
 
 
@@ -133,7 +125,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 for preset in PRESETS:
                     for w, h in VIEWPORTS:
                         name = f"{preset}-{w}x{h}"

@@ -15,17 +15,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 
 
 def free_port() -> int:

@@ -27,20 +27,12 @@ from app.services.blobs import BlobStore
 from app.services.experiments import create_experiment, launch_session
 from app.services.stimuli import import_stimulus_set
 from tests.browser.conftest import browser_settings, free_port, serve_app
+from tests.browser.test_participant_e2e import MESSAGE_WAITING, TRIAL_OPEN
 from tests.factories import write_structural_set
 
 pytestmark = pytest.mark.browser
 
 PRESETS = ["demo", "paper-exp1", "paper-exp2", "imi"]
-TRIAL_OPEN = (
-    "(() => { const s = document.querySelector('[data-stage]');"
-    " return !!s && s.dataset.phase === 'open'"
-    " && !document.querySelector('[data-screen=trial]').hidden; })()"
-)
-MESSAGE_WAITING = (
-    "(() => { const b = document.querySelector('[data-continue]');"
-    " return !!b && !b.hidden && !b.disabled && b.offsetParent !== null; })()"
-)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ minimum scale in the task page's config, the end-of-practice flag, the stored di
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,24 +16,9 @@ from app import designs
 from app.config import Settings
 from app.designs.screen import window_needed_px
 from app.models import Participant, StimulusSet, TrialResponse
-from app.services.blobs import BlobStore
-from app.services.stimuli import import_stimulus_set
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
-from tests.factories import make_experiment, make_launch, write_structural_set
-
-
-def _preset_set(
-    db_session: Session, settings: Settings, tmp_path: Path, preset: str
-) -> StimulusSet:
-    root = write_structural_set(tmp_path / preset, designs.load_design(preset))
-    stimulus_set = import_stimulus_set(
-        db_session,
-        root,
-        BlobStore(settings.stimuli_dir / "blobs"),
-        set_id=f"v-{uuid.uuid4().hex[:8]}",
-    )
-    db_session.commit()
-    return stimulus_set
+from tests.app.test_designs_through_api import _import
+from tests.factories import make_experiment, make_launch
 
 
 def _text(html: str) -> str:
@@ -146,7 +130,7 @@ def test_instructions_say_what_the_design_does(
     settings: Settings,
     tmp_path: Path,
 ) -> None:
-    stimulus_set = _preset_set(db_session, settings, tmp_path, preset)
+    stimulus_set = _import(db_session, settings, tmp_path, preset)
     launched = make_launch(db_session, make_experiment(db_session, stimulus_set, design=preset))
     db_session.commit()
     token = enrol(client, launched.link_code, {"PROLIFIC_PID": f"instr-{preset}"})
@@ -176,7 +160,7 @@ def test_instructions_say_what_the_design_does(
 def test_task_config_and_trials_carry_the_design_view(
     client: TestClient, db_session: Session, settings: Settings, tmp_path: Path
 ) -> None:
-    stimulus_set = _preset_set(db_session, settings, tmp_path, "imi")
+    stimulus_set = _import(db_session, settings, tmp_path, "imi")
     launched = make_launch(db_session, make_experiment(db_session, stimulus_set, design="imi"))
     db_session.commit()
     token = enrol(client, launched.link_code, {"PROLIFIC_PID": "view-1"})
