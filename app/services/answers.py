@@ -12,6 +12,7 @@ acknowledgement is built by `acknowledgement` for both.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ class Answered:
 
 def submit_answer(
     session: Session,
-    participant_of: Any,
+    participant_of: Callable[[Session, str], Participant],
     token: str,
     submit: ResponseSubmit,
     *,
@@ -81,7 +82,7 @@ def submit_answer(
             session.commit()
             return Answered(fast.ack, one_statement=True)
         stored = fast.answer
-    participant: Participant = participant_of(session, token)
+    participant = participant_of(session, token)
     duplicate = False
     if stored is None:
         recorded = trial_service.record_response(
