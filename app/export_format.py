@@ -157,10 +157,18 @@ _SPECS: tuple[ColumnSpec, ...] = (
         nullable=True,
     ),
     ColumnSpec(
-        "query_image_upper", "str", "Stimulus-set path of the upper query image.", nullable=True
+        "query_image_upper",
+        "str",
+        "SHA-256 of the upper query image as served (in the design's image encoding); "
+        "not its path in the stimulus set.",
+        nullable=True,
     ),
     ColumnSpec(
-        "query_image_lower", "str", "Stimulus-set path of the lower query image.", nullable=True
+        "query_image_lower",
+        "str",
+        "SHA-256 of the lower query image as served (in the design's image encoding); "
+        "not its path in the stimulus set.",
+        nullable=True,
     ),
     ColumnSpec(
         "stimulus_set", "str", "Stimulus set id (and version) the trial used.", nullable=True
