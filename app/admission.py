@@ -3,8 +3,8 @@
 `app.main.AdmissionLimitMiddleware` admits a few participant requests at a time. When many
 participants arrive at once (a large Prolific study), their landing pages, enrolments and
 instructions fill the queue; an answer waiting behind them held up the participant's next trial
-for seconds. Answers are urgent:
-they wait only for the slots already taken, not for the queue (docs/benchmarks.md, session 4).
+for seconds. Answers are urgent: they wait only for the slots already taken, not for the queue
+(measured in bench/NOTES.md).
 Within each class the order is first come, first served.
 """
 

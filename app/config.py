@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     pools); more wait in its event loop, answers first. Two keep the CPU busy while one waits
     for Postgres; more only add GIL and lock contention (docs/benchmarks.md: 4 per worker beat
     20 by ~20 % in answers/s; 2 served as many as 4 and cut the answers' p99 while 1,000
-    participants arrived at once, session 4). Raise it when Postgres is a network hop away."""
+    participants arrived at once; bench/NOTES.md). Raise it when Postgres is a network hop away."""
     check_schema: bool = True
     """Refuse to start when the database schema is not at the Alembic head."""
     inactivity_timeout_s: int = 30 * 60

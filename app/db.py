@@ -46,8 +46,7 @@ def pg_connect_args(url: str, *, generic_plans: bool = False) -> dict[str, Any]:
     `jit_above_cost` (100,000), which a millisecond query reaches once its tables hold a few
     million rows or their statistics are missing. In the benchmark database (1.5 million
     scheduled trials, no statistics) the answer statement then spent 27 ms compiling on every
-    execution instead of 0.4 ms running: answers/s fell from ~630 to ~50 (docs/benchmarks.md,
-    session 4). None of this app's queries runs long enough to gain from it.
+    execution instead of 0.4 ms running: answers/s fell from ~630 to ~50 (bench/NOTES.md). None of this app's queries runs long enough to gain from it.
 
     `generic_plans=True`: every statement is prepared on first use and planned once per
     connection (`plan_cache_mode=auto` kept re-planning the answer statement, doubling its

@@ -47,7 +47,7 @@ def redacted_path(path: str) -> str:
 
 class AccessLogRedaction(logging.Filter):
     """Rewrite uvicorn's access lines: route templates instead of tokens, no query strings
-    (PROLIFIC_PID, workerId), no client address (house style §9). A participant's GDPR
+    (PROLIFIC_PID, workerId), no client address (docs/deploy.md, logs). A participant's GDPR
     deletion then leaves nothing of theirs in these logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -8,7 +8,7 @@ fresh browser profile (empty cache) over Chromium's network emulation (20 Mbit/s
 20 ms latency) and an in-page agent (tests/browser/harness.py) answers every trial 500 ms after
 onset. Stimuli: a 45-unit set of 224 px 1/f-noise images (900 distinct images: no trial shares
 an image) under the test design (9 + 9 references, choice 100 / correct 200 / blank 50 ms),
-and, when ../shared/stimuli/imi exists, the IMI repository's real stimuli (2 trials of ImageNet
+and, when the IMI follow-up's released stimuli lie at `IMI_ROOT`, their real ones (2 trials of ImageNet
 photos, 2 trials of feature visualizations). Bytes are Resource Timing transferSize (body +
 headers as sent) plus the navigation's; times are the task page's clock (origin = navigation
 start). Prints a markdown table; writes JSON.

@@ -22,8 +22,8 @@ import { backoffDelay } from "./api.js";
  * Loads and decodes images ahead of need: at most `concurrency` at a time, each retried with
  * backoff. get(url) moves a URL to the front of the queue, and while any image asked for by
  * get() is still loading, no merely wanted image starts: the trial about to be shown gets the
- * whole connection (issue 6: on a cold 20 Mbit/s start, preloads of later trials sharing the
- * bandwidth delayed the first trial by ~0.4 s).
+ * whole connection (on a cold 20 Mbit/s start, preloads of later trials sharing the bandwidth
+ * delayed the first trial by ~0.4 s; docs/benchmarks.md, "Participant page in the browser").
  */
 export class Preloader {
   /**

@@ -1,7 +1,7 @@
 // Tracked timeouts, animation frames and event listeners that one cancelAll() removes.
 //
 // Every trial phase owns one group; finishing the phase calls cancelAll(), so no timer,
-// rAF callback or listener survives the end of a trial (house_style §4, §14).
+// rAF callback or listener survives the end of a trial (a late callback would act on the next).
 // Pure module: the clock functions are injected, so node tests run it with a fake clock.
 
 /** Rejection reason of delay()/nextFrame()/guard() promises cut short by cancelAll(). */

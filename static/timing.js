@@ -1,6 +1,6 @@
 // Stimulus-onset stamps from requestAnimationFrame and frame-interval statistics.
 //
-// Onset rule (house_style §4, issue 2; frame-aligned insertion since issue 6): a trial's
+// Onset rule: a trial's
 // decoded images are inserted in the microtask checkpoint of a rAF callback ("double rAF"):
 //   - 1st rAF: the images are inserted at the start of that frame's rendering, *before* its
 //     style/layout/paint, so this frame is the first one that paints them;
@@ -10,12 +10,12 @@
 // performance.now()), which is the best estimate the web platform gives of the vsync at which
 // the images became visible. With a 60 Hz display the error is at most about one frame
 // (compositor pipelining), and it is the same on every trial.
-// Why insert inside a rAF rather than in the task that ends the blank (issue 6): a rAF
+// Why insert inside a rAF rather than in the task that ends the blank: a rAF
 // timestamp is the time its frame *began*; a task inserting at an arbitrary moment of a frame
 // gives onset 0 to 2 frames after the insertion depending on the vsync phase (measured in
 // headless Chromium), while frame-aligned insertion puts onset exactly one frame after the
 // painting frame began, so answer -> next onset varies by one frame, not two.
-// Guard (issue 6): on a starved main thread Chromium can run frames back to back with stale
+// Guard: on a starved main thread Chromium can run frames back to back with stale
 // begin times, so that the 2nd timestamp precedes the insertion itself (seen in headless
 // Chromium on an overloaded machine: onset up to 18 ms before the paint). Images cannot be
 // visible before they are in the DOM, so onset is never earlier than the insertion.

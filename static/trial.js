@@ -1,4 +1,4 @@
-// Task page entry: boot, then the trial loop (docs/participant_api.md, PROTOCOL §1).
+// Task page entry: boot, then the trial loop (docs/participant_api.md, docs/protocol.md, The task).
 //
 // The server is authoritative: this page asks GET /next what to show and echoes trial_index;
 // it never chooses the order, the index or the condition. One trial:

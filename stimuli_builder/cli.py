@@ -281,9 +281,15 @@ _step("build", "Run scan, select, render and write (up-to-date steps are skipped
 _step(
     "scan", "Scan the image folder: per-channel spatial mean and max of every needed layer.", _scan
 )
-_step("select", "Select queries and references per batch from the scan (PROTOCOL §2.2).", _select)
 _step(
-    "render", "Render max and min feature visualisations for every unit (PROTOCOL §2.3).", _render
+    "select",
+    "Select queries and references per batch from the scan (docs/protocol.md, Natural exemplars).",
+    _select,
+)
+_step(
+    "render",
+    "Render max and min feature visualisations for every unit (docs/protocol.md, Feature visualizations).",
+    _render,
 )
 _step("write", "Write the stimulus set (manifest, images, checksums, provenance).", _write)
 _step(

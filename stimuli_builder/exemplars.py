@@ -1,4 +1,4 @@
-"""Natural exemplar selection (PROTOCOL §2.2): ranking, binning, queries and references.
+"""Natural exemplar selection (docs/protocol.md, Natural exemplars): ranking, binning, queries and references.
 
 numpy only (no torch). Ranking is by the spatial mean, descending for ``max`` and ascending for
 ``min``; ties are broken by file path so the order never depends on the scan order.
@@ -66,7 +66,7 @@ def bin_side(order: np.ndarray, k: int, n_batches: int, rng: np.random.Generator
     Returns:
         int [n_batches, k] of positions into ``order`` (0-based ranks): row ``b`` is batch ``b``,
         column ``j`` its image from bin ``j``, i.e. shuffled bin ``j``'s element ``b`` -- the
-        image at ``b + n_batches * j`` of the shuffled top list (PROTOCOL §2.2 Decision).
+        image at ``b + n_batches * j`` of the shuffled top list (docs/protocol.md, Natural exemplars).
     """
     flat = np.arange(k * n_batches)
     for j in range(k):

@@ -1,6 +1,6 @@
 """Deterministic image listing, PIL loading with the paper's crop, and scan datasets.
 
-Preprocessing (PROTOCOL §2.2): resize the shorter side to 256 (bilinear, antialiased, as
+Preprocessing (docs/protocol.md, Natural exemplars): resize the shorter side to 256 (bilinear, antialiased, as
 torchvision's ``Resize(256)`` on PIL images), centre-crop 224, RGB.
 """
 

@@ -378,7 +378,7 @@ def run_write(cfg: BuildConfig, *, force: bool = False) -> dict[str, Any]:
     }
     if cfg.render.enabled:
         provenance["render"] = {
-            "recipe": "PROTOCOL 2.3 (lucent port, batched across units)",
+            "recipe": "the paper's recipe (lucent port, batched across units)",
             "steps": cfg.render.steps,
         }
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Paper presets (PROTOCOL §2.1): InceptionV1 branch layout, unit lists of Experiments I and II.
+"""Paper presets (docs/protocol.md, Stimuli): InceptionV1 branch layout, unit lists of Experiments I and II.
 
 Pure data and small helpers; no torch import.
 """
@@ -18,7 +18,7 @@ BRANCH_MODULE_SUFFIX: dict[str, str] = {
     "pool": "pool_reduce_pre_relu_conv",
 }
 
-#: Channels per branch (1x1, 3x3, 5x5, pool) of each InceptionV1 mixed layer (PROTOCOL §2.1 table).
+#: Channels per branch (1x1, 3x3, 5x5, pool) of each InceptionV1 mixed layer (docs/protocol.md, Stimuli).
 INCEPTION_BRANCH_SIZES: dict[str, tuple[int, int, int, int]] = {
     "mixed3a": (64, 128, 32, 32),
     "mixed3b": (128, 192, 96, 64),
@@ -186,7 +186,7 @@ def paper_exp1() -> list[PresetUnit]:
 def paper_exp2() -> list[PresetUnit]:
     """Experiment II: sets a-d (20 main units each), set e (catch), practice and intuitiveness.
 
-    PROTOCOL names no practice units for Experiment II; like the app's `paper-exp2` design we
+    The paper names no practice units for Experiment II; like the app's `paper-exp2` design we
     use Experiment I's 15 practice units.
     """
     units: list[PresetUnit] = []

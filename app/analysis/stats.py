@@ -1,4 +1,4 @@
-"""Statistics of a response table (PROTOCOL §4): accuracy, RT, confidence, catch trials, tests.
+"""Statistics of a response table (docs/protocol.md, Analysis): accuracy, RT, confidence, catch trials, tests.
 
 All functions take a frame typed by `app.analysis.load.coerce_frame` unless they say otherwise,
 and return plain dicts (JSON-ready: Python scalars, None for undefined values) or DataFrames.
@@ -38,7 +38,7 @@ UNIT_COLUMN = "_unit"
 _ALL_COLUMN = "_all"
 
 # End (exclusive) of the 1x1, 3x3, 5x5 and pool branch in InceptionV1's pre-ReLU concatenation
-# (PROTOCOL §2.1); lets `--by branch` work on files that only carry layer and channel.
+# (docs/protocol.md, Stimuli); lets `--by branch` work on files that only carry layer and channel.
 INCEPTION_V1_BRANCH_ENDS: dict[str, tuple[int, int, int, int]] = {
     "mixed3a": (64, 192, 224, 256),
     "mixed3b": (128, 320, 416, 480),
@@ -480,7 +480,7 @@ def analyze(
     validated: bool = False,
     strict: bool = False,
 ) -> Analysis:
-    """Run the whole analysis of PROTOCOL §4 on a response table.
+    """Run the whole analysis of docs/protocol.md, Analysis on a response table.
 
     Args:
         frame: Response table (validated with `coerce_frame` unless `validated`).

@@ -1,4 +1,4 @@
-"""Exclusion criteria (PROTOCOL §3.3) evaluated on a participant's running summary."""
+"""Exclusion criteria (docs/protocol.md, Designs) evaluated on a participant's running summary."""
 
 from __future__ import annotations
 

@@ -224,7 +224,7 @@ def main_list_names(design: Design) -> set[str]:
 def batch_pool(
     design: Design, catalog: Catalog | None, lists: Mapping[str, tuple[str, ...]]
 ) -> list[int]:
-    """Batches main trials rotate through: all but the practice batch (PROTOCOL §3.1).
+    """Batches main trials rotate through: all but the practice batch (docs/protocol.md, Designs).
 
     With a catalog: the batches every unit of every main list has, minus the practice batch.
     """

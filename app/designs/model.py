@@ -25,7 +25,7 @@ class _Model(BaseModel):
 
 
 class ConditionSpec(_Model):
-    """How trials of one condition show references (PROTOCOL §1)."""
+    """How trials of one condition show references (docs/protocol.md, The task)."""
 
     reference_type: ReferenceType
     n_references: Literal[0, 1, 9] | None = None
@@ -33,7 +33,7 @@ class ConditionSpec(_Model):
     grid_mode: GridMode | None = None
     """`min_max` or `max_only`; default `min_max` (`none` for `none`)."""
     batch_offset: int | None = Field(default=None, ge=0)
-    """Natural batch rotation offset (PROTOCOL §3.1); default: position in [conditions]."""
+    """Natural batch rotation offset (docs/protocol.md, Designs); default: position in [conditions]."""
     title: str | None = None
     """Shown before the condition's blocks; default from the reference settings."""
 
@@ -259,7 +259,7 @@ class ImagesSpec(_Model):
 
 class BatchesSpec(_Model):
     rotation: Literal["participant", "fixed"] = "participant"
-    """`participant`: PROTOCOL §3.1 rotation; `fixed`: every main trial uses batch `main`."""
+    """`participant`: docs/protocol.md, Designs rotation; `fixed`: every main trial uses batch `main`."""
     count: int = Field(default=20, ge=2)
     """Number of batches (0..count-1) when no stimulus set is given."""
     practice: int = Field(default=0, ge=0)
@@ -269,7 +269,7 @@ class BatchesSpec(_Model):
 
 
 class ExclusionSpec(_Model):
-    """Exclusion thresholds (PROTOCOL §3.3); a criterion left out is not applied."""
+    """Exclusion thresholds (docs/protocol.md, Designs); a criterion left out is not applied."""
 
     min_catch_accuracy: float | None = Field(default=None, ge=0, le=1)
     min_failed_catch_to_exclude: int = Field(default=1, ge=1)

@@ -48,7 +48,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     An async generator: creating a Session does no I/O, and neither does closing one whose
     transaction has ended, so both happen on the event loop. A sync generator cost two
     thread-pool hops per request (enter and exit), each ~0.5 ms of CPU on the benchmark machine
-    (docs/benchmarks.md, session 4). A session still in a transaction (a read route, an error
+    (bench/NOTES.md). A session still in a transaction (a read route, an error
     before commit) is closed on the thread pool, shielded so a client's disconnect cannot leave
     its connection checked out.
     """

@@ -176,7 +176,7 @@ def resolve_display(spec: TrialSpec, unit: StimulusUnit, hashes: dict[str, str])
     max_refs = refs("max") if spec.grid_mode != "none" else []
     min_refs = refs("min") if spec.grid_mode == "min_max" else []
     if spec.catch_query_indices is not None:
-        # Identical-image catch trial: the queries are displayed references (PROTOCOL §3.1).
+        # Identical-image catch trial: the queries are displayed references (docs/protocol.md, Designs).
         all_max = refs("max")
         all_min = refs("min")
         i, j = spec.catch_query_indices

@@ -8,7 +8,7 @@ Like the browser it also loads the participant page after every form post (the 3
 consent, instructions, task and done pages; the task page carries the first step, so then no
 GET /next) and posts a heartbeat to /events every 15 s of a
 session (`static/trial.js`; sent between two trials, where the browser's timer sends it beside
-them); `--api-only` leaves both out (the requests of session 4's figures).
+them); `--api-only` leaves both out (only the API calls).
 It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
 `Server-Timing: app;dur` for the answer path, and with `--verify-dsn` checks in Postgres that
 every acknowledged answer is stored exactly once and no other row exists for its participants.

@@ -63,7 +63,7 @@ def start_server(
     With `PYTHONPATH` in `extra_env` (another checkout, e.g. a `git worktree` of an older
     commit), the server also runs with that folder as its working directory: uvicorn's worker
     processes start with the working directory first on sys.path, so PYTHONPATH alone still
-    served this checkout's `app` (session 2's A/B runs compared this checkout with itself).
+    served this checkout's `app`, and an A/B run would compare this checkout with itself.
     """
     env = {**server_env(database_url, stimuli_dir), **(extra_env or {})}
     code_dir = (

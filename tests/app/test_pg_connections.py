@@ -1,7 +1,7 @@
 """Every PostgreSQL connection of the app runs without JIT; the answer pools plan once.
 
 JIT compiled the answer statement on every execution once the planner's estimates passed
-`jit_above_cost` (27 ms instead of 0.4 ms; docs/benchmarks.md, session 4).
+`jit_above_cost` (27 ms instead of 0.4 ms; bench/NOTES.md).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def noise_image(seed: int, size: int = 224, alpha: float = 1.5) -> np.ndarray:
     """A colour 1/f^alpha noise image (uint8 [size, size, 3]).
 
     Natural photos have amplitude spectra close to 1/f^alpha with alpha about 1-2; alpha 1.5
-    encodes to about the size of the real stimuli in ../shared/stimuli (lossless WebP ~95 KB
+    encodes to about the size of the IMI follow-up's released stimuli (lossless WebP ~95 KB
     per 224 px image, between the IMI set's natural photos, 57 KB, and its feature
     visualizations, 109 KB), so load and decode work per trial is realistic.
     """

@@ -1,4 +1,4 @@
-"""Timing of the task page in headless Chromium (issue 6): feedback interval, RT, cold start.
+"""Timing of the task page in headless Chromium: feedback interval, RT, cold start.
 
 The real app serves a 15-unit set of 224 px 1/f-noise images (tests/browser/harness.py; lossless
 WebP ~95 KB each, like real stimuli) under a design with 9 + 9 references and short timings
@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 N_UNITS = 15
 STRICT_CPUS = 4
-"""From this many CPUs on, every answer -> onset pair must be within one frame (issue 6)."""
+"""From this many CPUs on, every answer -> onset pair must be within one frame."""
 N_BLOCKS = 3
 N_TRIALS = N_UNITS * N_BLOCKS
 TIMING = Timing(choice_ms=100, correct_ms=200, blank_ms=50)
@@ -205,12 +205,12 @@ def test_answer_to_next_onset_is_feedback_interval_plus_double_raf_on_all_45_tri
     assert loading == [], f"{len(loading)} offsets over 4.5 F: {loading} {detail}"
     bad = [d for d in described if not 0.5 * F <= d[0] <= 2.5 * F]
     if (os.cpu_count() or 1) >= STRICT_CPUS:
-        # The issue's goal: every pair within one frame of 1.5 F.
+        # The goal: every pair within one frame of 1.5 F.
         assert bad == [], f"{len(bad)} of {len(offsets)} offsets outside 1.5 F +- F: {bad} {detail}"
     else:
         # On 2 cores shared with the server, Postgres and software-rendered Chromium, a fresh
         # page's first block drops frames while its images are decoded (2-5 of 42 pairs 1-3
-        # frames late on session 2's machine, none on session 1's, blocks 2 and 3 clean).
+        # frames late on a busy machine; blocks 2 and 3 clean).
         assert len(bad) <= 0.15 * len(offsets), (
             f"{len(bad)} of {len(offsets)} offsets outside 1.5 F +- F: {bad} {detail}"
         )

@@ -1,4 +1,4 @@
-"""PROTOCOL §2.2 binning: invariants, the b + B*bin Decision, determinism, tie-breaking."""
+"""docs/protocol.md, Natural exemplars binning: invariants, the b + B*bin Decision, determinism, tie-breaking."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Analysis numbers on the hand-made fixture, computed by hand below (PROTOCOL §4).
+"""Analysis numbers on the hand-made fixture, computed by hand below (docs/protocol.md, Analysis).
 
 Fixture `data/responses_small.csv` (experiment exp1): participants p1, p2, p3 each answer 4 main
 trials per condition (natural, synthetic) on units mixed3a:25, mixed3a:189, mixed5b:119,

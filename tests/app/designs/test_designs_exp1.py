@@ -1,4 +1,4 @@
-"""paper-exp1 (PROTOCOL §3.1): structure, counterbalancing, batches, catch and determinism."""
+"""paper-exp1 (docs/protocol.md, Designs): structure, counterbalancing, batches, catch and determinism."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""paper-exp2 (PROTOCOL §3.2), imi (§3.3) and demo presets: structure and counterbalancing."""
+"""paper-exp2, imi and demo presets (docs/protocol.md, Designs): structure and counterbalancing."""
 
 from __future__ import annotations
 

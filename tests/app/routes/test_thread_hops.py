@@ -3,7 +3,7 @@
 A hop (a worker thread woken for a sync function, the event loop woken for its result) cost
 ~0.5 ms of CPU on the benchmark machine, more than a request's own SQL; a sync route with sync
 dependencies (session, participant, settings, endpoint, teardown) took four or five
-(docs/benchmarks.md, session 4). This pins the count in the production wiring.
+(bench/NOTES.md). This pins the count in the production wiring.
 """
 
 from __future__ import annotations
