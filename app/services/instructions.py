@@ -35,8 +35,8 @@ class InstructionFacts:
     """Blocks a participant goes through (reserved practice repeats not counted)."""
     n_practice_blocks: int
     n_breaks: int
-    practice_repeats: int
-    """Extra practice attempts a participant may get (practice repeated until all correct)."""
+    practice_attempts: int
+    """The most attempts a practice block repeated until all correct may take (0: none is)."""
     n_trials: int
     max_only: bool
     """Some conditions show only the maximally activating side."""
@@ -103,7 +103,9 @@ def instruction_facts(
         n_blocks=len(first_attempts),
         n_practice_blocks=sum(1 for b in first_attempts if b["kind"] == "practice"),
         n_breaks=sum(1 for b in first_attempts if b["break_after"]),
-        practice_repeats=sum(1 for b in practice if b.get("attempt", 1) > 1),
+        practice_attempts=max(
+            (b["max_attempts"] for b in practice if b.get("repeat_until_correct")), default=0
+        ),
         n_trials=sum(b["n_trials"] for b in first_attempts),
         max_only=any(mode == "max_only" for mode, _ in modes),
         one_reference=any(n == 1 for _, n in modes),
