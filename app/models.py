@@ -184,7 +184,7 @@ class Participant(Base):
 
 
 class ScheduledTrial(Base):
-    """One 2-AFC trial of a participant's schedule, with its images already resolved."""
+    """One trial of a participant's schedule, with its images already resolved."""
 
     __tablename__ = "scheduled_trial"
     __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
@@ -193,6 +193,8 @@ class ScheduledTrial(Base):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
     trial_index: Mapped[int]
     block_index: Mapped[int]
+    task: Mapped[str] = mapped_column(String(16), default="afc2", server_default="afc2")
+    """The trial type (`app.tasks`): what `display` holds and what an answer looks like."""
     trial_kind: Mapped[str] = mapped_column(String(16))
     condition: Mapped[str] = mapped_column(String(80))
     reference_type: Mapped[str] = mapped_column(String(16))
@@ -204,7 +206,11 @@ class ScheduledTrial(Base):
     feedback: Mapped[bool]
     repeat_of_trial_index: Mapped[int | None]
     display: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    """Served image hashes: {"min": [...], "max": [...], "upper": h, "lower": h}."""
+    """Served image names, as the trial type lays them out (`TrialType.display`; 2-AFC:
+    {"min": [...], "max": [...], "upper": name, "lower": name})."""
+    solution: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """The fields every correct answer has (`TrialType.solution`, 2-AFC: {"response": side});
+    JSON null for a trial without a right answer."""
     catch_query_indices: Mapped[list[int] | None] = mapped_column(JSONType)
     skipped: Mapped[bool] = mapped_column(default=False)
     """A reserved practice attempt that was not needed (the previous attempt was all correct)."""
@@ -214,11 +220,7 @@ class TrialResponse(Base):
     """An answer. Stored once: unique per (participant, trial) and per client response_uuid."""
 
     __tablename__ = "trial_response"
-    __table_args__ = (
-        UniqueConstraint("participant_id", "trial_index"),
-        CheckConstraint("confidence BETWEEN 1 AND 3", name="confidence"),
-        CheckConstraint("response IN ('upper', 'lower')", name="response"),
-    )
+    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
@@ -229,9 +231,11 @@ class TrialResponse(Base):
     )
     trial_index: Mapped[int]
     response_uuid: Mapped[str] = mapped_column(String(36), unique=True)
-    response: Mapped[str] = mapped_column(String(8))
-    confidence: Mapped[int]
-    correct: Mapped[bool]
+    answer: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    """The type-specific fields of the answer, validated by the trial type's `Answer` model
+    (2-AFC: {"response": "upper"|"lower", "confidence": 1..3})."""
+    correct: Mapped[bool | None]
+    """Whether `answer` contains the trial's solution; None for a trial without one."""
     rt_ms: Mapped[float] = mapped_column(Float)
     onset_ms: Mapped[float | None] = mapped_column(Float)
     answer_ms: Mapped[float | None] = mapped_column(Float)

@@ -50,7 +50,7 @@ class Catalog(_Frozen):
 
 
 class TrialSpec(_Frozen):
-    """One 2-AFC trial of a participant's schedule, before images are resolved.
+    """One trial of a participant's schedule, before images are resolved.
 
     `unit_id` is None only for a `repeated` trial not yet chosen (chosen at run time from the
     participant's own answers, then stored with `repeat_of_trial_index`).
@@ -58,6 +58,8 @@ class TrialSpec(_Frozen):
 
     trial_index: int = Field(ge=0)
     block_index: int = Field(ge=0)
+    task: str = "afc2"
+    """The trial type (`app.tasks`)."""
     trial_kind: TrialKind
     condition: str
     reference_type: ReferenceType

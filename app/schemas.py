@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from app.tasks import AnswerFields, answer_union, tasks
 
 MAX_RT_MS = 3_600_000.0
 """An hour: anything longer is not a reaction time."""
@@ -21,13 +23,18 @@ RT_TOLERANCE_MS = 1.0
 """How far rt_ms may be from answer_ms - onset_ms (three values rounded to 0.1 ms each)."""
 
 
+LEGACY_ANSWER_FIELDS = ("response", "confidence")
+"""2-AFC answer fields that a body may carry at its top level instead of in `answer` (answers
+queued in a browser by an earlier version of the page, docs/participant_api.md)."""
+
+
 class ResponseSubmit(_Strict):
     """One answer from the browser; `response_uuid` is its idempotency key."""
 
     response_uuid: UUID
     trial_index: int = Field(ge=0, le=100_000)
-    response: Literal["upper", "lower"]
-    confidence: Literal[1, 2, 3]
+    answer: answer_union()  # type: ignore[valid-type]
+    """The trial type's fields (`app.tasks`), with the type's name in `task`."""
     rt_ms: float = Field(ge=0, le=MAX_RT_MS, allow_inf_nan=False)
     onset_ms: float | None = Field(default=None, ge=0, le=1e10, allow_inf_nan=False)
     answer_ms: float | None = Field(default=None, ge=0, le=1e10, allow_inf_nan=False)
@@ -43,6 +50,32 @@ class ResponseSubmit(_Strict):
     focus_lost: bool = False
     fullscreen_exited: bool = False
     input: Literal["mouse", "keyboard", "touch"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_answer(cls, data: Any) -> Any:
+        # {"response": "upper", "confidence": 2, ...} is the 2-AFC answer in its older, flat form.
+        if isinstance(data, dict) and "answer" not in data:
+            if any(key in data for key in LEGACY_ANSWER_FIELDS):
+                data = dict(data)
+                flat = {key: data.pop(key) for key in LEGACY_ANSWER_FIELDS if key in data}
+                data["answer"] = {"task": "afc2", **flat}
+        return data
+
+    @property
+    def fields(self) -> AnswerFields:
+        """The validated type-specific answer."""
+        answer: AnswerFields = self.answer
+        return answer
+
+    @property
+    def task(self) -> str:
+        return str(self.answer.task)
+
+    def stored_answer(self) -> dict[str, Any]:
+        """`trial_response.answer`: the type's fields without the type's name."""
+        stored: dict[str, Any] = self.answer.model_dump(mode="json", exclude={"task"})
+        return stored
 
     @model_validator(mode="after")
     def _rt_is_answer_minus_onset(self) -> ResponseSubmit:
@@ -128,22 +161,33 @@ class TimingRead(BaseModel):
     response_lock_ms: int
 
 
-class TrialRead(BaseModel):
+class TrialBase(BaseModel):
+    """What every trial carries; its type (`task`) adds its own fields (`TrialType.Payload`)."""
+
     trial_index: int
     block: BlockRead
-    grid_mode: Literal["min_max", "max_only", "none"]
-    n_references: int
-    references: dict[Literal["min", "max"], list[str]]
-    queries: dict[Literal["upper", "lower"], str]
     feedback: bool
     timing: TimingRead
+
+
+def _trial_read() -> Any:
+    models = tuple(
+        create_model(f"{task.Payload.__name__}Trial", __base__=(TrialBase, task.Payload))
+        for task in tasks().values()
+    )
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="task")]  # noqa: UP007
+
+
+TrialRead = _trial_read()
 
 
 class NextRead(BaseModel):
     step: Literal["trial", "done"]
     n_trials: int
     n_answered: int
-    trial: TrialRead | None
+    trial: TrialRead | None  # type: ignore[valid-type]
     preload: list[str]
 
 
@@ -158,8 +202,9 @@ class ResponseAck(BaseModel):
     trial_index: int
     duplicate: bool
     correct: bool | None
-    """null where the trial gives no feedback (also `correct_response`)."""
-    correct_response: Literal["upper", "lower"] | None
+    """null where the trial gives no feedback or has no right answer (also `solution`)."""
+    solution: dict[str, Any] | None
+    """The fields a correct answer has (2-AFC: `{"response": "upper"}`)."""
     block_end: BlockEndRead | None
     next: NextRead
 

@@ -48,8 +48,10 @@ def _answer(session: object, participant: Participant, trials: list[ScheduledTri
                 scheduled_trial_id=trial.id,
                 trial_index=trial.trial_index,
                 response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
-                response="upper" if upper == correct else "lower",
-                confidence=1 + (trial.trial_index % 3),
+                answer={
+                    "response": "upper" if upper == correct else "lower",
+                    "confidence": 1 + (trial.trial_index % 3),
+                },
                 correct=correct,
                 rt_ms=600.0 + 37 * (trial.trial_index % 11) + 5 * participant.participant_number,
                 received_at=utc_now(),

@@ -469,7 +469,7 @@ async function main() {
         // Hold the black frame for choice_ms, and longer if the acknowledgement is late:
         // the green frame needs the server's answer and must never come before it.
         [, outcome] = await Promise.all([fb.delay(timing.choice_ms), outcomeP]);
-        const correct = outcome.kind === "ack" ? outcome.ack?.correct_response : null;
+        const correct = outcome.kind === "ack" ? outcome.ack?.solution?.response : null;
         if (correct === "upper" || correct === "lower") {
           stage.markCorrect(correct);
           await fb.delay(timing.correct_ms);

@@ -169,4 +169,25 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
         ).scalars().all() == ["u"]
         assert conn.execute(select(meta.tables["scheduled_trial"].c.id)).scalars().all() == [1]
         assert conn.execute(select(meta.tables["experiment"].c.slug)).scalars().all() == ["e"]
+        # The 2-AFC columns of an answer became its generic `answer`; the trial got its type
+        # and its solution from query_order.
+        trial = meta.tables["scheduled_trial"]
+        assert conn.execute(select(trial.c.task, trial.c.solution)).one() == (
+            "afc2",
+            {"response": "upper"},
+        )
+        response = meta.tables["trial_response"]
+        assert conn.execute(select(response.c.answer, response.c.correct)).one() == (
+            {"response": "upper", "confidence": 3},
+            True,
+        )
+    # Back to the revision before generic answers: the old columns hold the same values.
+    downgrade(fresh_engine, "c41e7a9d2b88")
+    meta = MetaData()
+    meta.reflect(fresh_engine)
+    with fresh_engine.connect() as conn:
+        response = meta.tables["trial_response"]
+        assert conn.execute(
+            select(response.c.response, response.c.confidence, response.c.correct)
+        ).one() == ("upper", 3, True)
     downgrade(fresh_engine, "base")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from app.designs.generate import choose_arm
 from app.designs.model import Design
 from app.schedule import Catalog, Schedule, TrialSpec
+from app.tasks.afc2 import correct_side
 
 PreviewFormat = Literal["table", "json"]
 
@@ -151,7 +152,7 @@ def render_preview(
             if not t.feedback:
                 notes.append("no feedback")
             batch = "-" if t.batch is None else str(t.batch)
-            order = "upper" if t.query_order == "max_upper" else "lower"
+            order = correct_side(t.query_order)
             out.append(
                 f"  {t.trial_index:>5}  {t.trial_kind:<8}  {refs:<20}  {_cell(t, catalog):<22}  "
                 f"{batch:>5}  {order:<9}  {'; '.join(notes)}"

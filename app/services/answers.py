@@ -92,7 +92,7 @@ def submit_answer(
         stored = StoredAnswer(
             trial.trial_index,
             trial.block_index,
-            trial.query_order,
+            trial.solution,
             recorded.response.correct,
             trial.feedback,
         )

@@ -35,6 +35,7 @@ from app.models import (
 )
 from app.services.experiments import design_of
 from app.services.participants import content_names
+from app.tasks import task_of
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 STREAM_CHUNK = 1000
@@ -90,8 +91,7 @@ def iter_response_rows(
     query = (
         select(
             TrialResponse.trial_index,
-            TrialResponse.response,
-            TrialResponse.confidence,
+            TrialResponse.answer,
             TrialResponse.correct,
             TrialResponse.rt_ms,
             TrialResponse.received_at,
@@ -103,6 +103,8 @@ def iter_response_rows(
             ScheduledTrial.grid_mode,
             ScheduledTrial.batch,
             ScheduledTrial.query_order,
+            ScheduledTrial.task,
+            ScheduledTrial.solution,
             ScheduledTrial.display,
             ScheduledTrial.repeat_of_trial_index,
             Participant.participant_number,
@@ -135,8 +137,7 @@ def iter_response_rows(
     )
     for (
         trial_index,
-        response,
-        confidence,
+        answer,
         correct,
         rt_ms,
         received,
@@ -148,6 +149,8 @@ def iter_response_rows(
         grid_mode,
         batch,
         query_order,
+        task,
+        solution,
         display,
         repeat_of,
         number,
@@ -162,7 +165,6 @@ def iter_response_rows(
         *measured,
     ) in session.execute(query):
         presented = received - timedelta(milliseconds=rt_ms) if received else None
-        sign = 1 if response == "upper" else -1
         yield {
             "experiment": experiment.slug,
             "session": link_code,
@@ -181,11 +183,8 @@ def iter_response_rows(
             "hand_picked": _bool(bool(hand_picked)),
             "batch": "" if batch is None else batch,
             "query_order": query_order,
-            "response": response,
-            "correct_response": "upper" if query_order == "max_upper" else "lower",
-            "correct": _bool(correct),
-            "confidence": confidence,
-            "conf_rating": sign * confidence,
+            **task_of(task).export_values(answer, solution),
+            "correct": "" if correct is None else _bool(correct),
             "rt_ms": round(rt_ms, 3),
             "presented_at": _iso(presented),
             "received_at": _iso(received),

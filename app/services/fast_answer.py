@@ -15,6 +15,7 @@ are known), and stores with the same `ON CONFLICT DO NOTHING` on the same unique
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,23 +40,23 @@ WITH p AS (
     JOIN experiment_session s ON s.id = p.experiment_session_id
     WHERE p.token = %(token)s::text AND p.status = 'in_progress' AND s.status = 'open'
 ), cur AS (
-    SELECT t.id, t.trial_index, t.block_index, t.query_order, t.feedback, p.id AS participant_id
+    SELECT t.id, t.trial_index, t.block_index, t.solution, t.feedback, p.id AS participant_id
     FROM p
     JOIN scheduled_trial t ON t.participant_id = p.id AND t.trial_index = %(trial_index)s::int
-    WHERE jsonb_typeof(t.display) = 'object'
+    WHERE t.task = %(task)s::text AND jsonb_typeof(t.display) = 'object'
       AND (SELECT count(*) FROM trial_response r WHERE r.participant_id = p.id)
         + (SELECT count(*) FROM scheduled_trial k WHERE k.participant_id = p.id AND k.skipped)
         = %(trial_index)s::int
 ), ins AS (
     INSERT INTO trial_response (
-        participant_id, scheduled_trial_id, trial_index, response_uuid, response, confidence,
+        participant_id, scheduled_trial_id, trial_index, response_uuid, answer,
         correct, rt_ms, onset_ms, answer_ms, frame_interval_mean_ms, frame_interval_max_ms,
         viewport_w_px, viewport_h_px, device_pixel_ratio, display_scale, focus_lost,
         fullscreen_exited, input_kind, via_beacon, received_at
     )
-    SELECT cur.participant_id, cur.id, cur.trial_index, %(response_uuid)s::text, %(response)s::text,
-        %(confidence)s::int,
-        %(response)s::text = CASE WHEN cur.query_order = 'max_upper' THEN 'upper' ELSE 'lower' END,
+    SELECT cur.participant_id, cur.id, cur.trial_index, %(response_uuid)s::text, %(answer)s::jsonb,
+        -- correct: the answer contains the solution's fields (app.tasks.base.TrialType.is_correct)
+        CASE WHEN jsonb_typeof(cur.solution) = 'object' THEN %(answer)s::jsonb @> cur.solution END,
         %(rt_ms)s::float8, %(onset_ms)s::float8, %(answer_ms)s::float8, %(frame_interval_mean_ms)s::float8,
         %(frame_interval_max_ms)s::float8, %(viewport_w_px)s::int, %(viewport_h_px)s::int,
         %(device_pixel_ratio)s::float8, %(display_scale)s::float8, %(focus_lost)s::bool, %(fullscreen_exited)s::bool, %(input_kind)s::text,
@@ -69,10 +70,10 @@ WITH p AS (
       AND EXISTS (SELECT 1 FROM ins)
       AND (last_seen_at IS NULL OR last_seen_at <= %(stale_before)s::timestamptz)
 )
-SELECT ins.correct, cur.query_order, cur.block_index, p.experiment_id, p.n_trials, p.blocks,
-    (SELECT coalesce(json_agg(n ORDER BY n.trial_index), '[]'::json) FROM (
-        SELECT t.trial_index, t.block_index, t.grid_mode, t.n_references, t.display, t.feedback,
-            t.trial_kind = 'repeated' AND t.stimulus_unit_id IS NULL AS unfilled
+SELECT ins.correct, cur.solution, cur.block_index, p.experiment_id, p.n_trials, p.blocks,
+    (SELECT coalesce(jsonb_agg(n.trial ORDER BY n.trial_index), '[]'::jsonb) FROM (
+        SELECT t.trial_index, to_jsonb(t) || jsonb_build_object(
+            'unfilled', t.trial_kind = 'repeated' AND t.stimulus_unit_id IS NULL) AS trial
         FROM scheduled_trial t
         WHERE t.participant_id = p.id AND t.trial_index > %(trial_index)s::int AND NOT t.skipped
         ORDER BY t.trial_index
@@ -90,22 +91,20 @@ class StoredAnswer:
 
     trial_index: int
     block_index: int
-    query_order: str
-    correct: bool
+    solution: dict[str, Any] | None
+    """What a correct answer contains (`scheduled_trial.solution`)."""
+    correct: bool | None
     feedback: bool
     """The trial shows feedback: only then may the acknowledgement say what was correct."""
 
 
 def answer_feedback(stored: StoredAnswer) -> dict[str, Any]:
-    """The acknowledgement's `correct` and `correct_response`: null unless the trial gives
-    feedback, so that an answer's correctness never reaches a participant who is not shown it
+    """The acknowledgement's `correct` and `solution`: null unless the trial gives feedback,
+    so that an answer's correctness never reaches a participant who is not shown it
     (docs/participant_api.md)."""
     if not stored.feedback:
-        return {"correct": None, "correct_response": None}
-    return {
-        "correct": stored.correct,
-        "correct_response": "upper" if stored.query_order == "max_upper" else "lower",
-    }
+        return {"correct": None, "solution": None}
+    return {"correct": stored.correct, "solution": stored.solution}
 
 
 @dataclass(frozen=True)
@@ -153,6 +152,8 @@ def statement_params(
         "token": token,
         "trial_index": submit.trial_index,
         **submitted_values(submit, via_beacon=via_beacon),
+        "task": submit.task,
+        "answer": json.dumps(submit.stored_answer(), separators=(",", ":")),
         "now": now,
         "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
         "window": ahead + 1,
@@ -161,8 +162,8 @@ def statement_params(
 
 def stored_of(row: Any, submit: ResponseSubmit) -> StoredAnswer:
     """The answer a row of the statement says it stored."""
-    correct, query_order, block_index, feedback = row[0], row[1], row[2], row[7]
-    return StoredAnswer(submit.trial_index, block_index, query_order, correct, bool(feedback))
+    correct, solution, block_index, feedback = row[0], row[1], row[2], row[7]
+    return StoredAnswer(submit.trial_index, block_index, solution, correct, bool(feedback))
 
 
 def ack_from_row(
@@ -201,8 +202,8 @@ def ack_from_row(
             "step": "trial",
             "n_trials": n_trials,
             "n_answered": n_answered,
-            "trial": _trial(current, blocks, timing),
-            "preload": preload_urls(trial["display"] for trial in upcoming[1:]),
+            "trial": trial_json(current, blocks=blocks, timing=timing),
+            "preload": preload_urls(upcoming[1:]),
         }
     return FastAnswer(
         answer=stored, ack=acknowledgement(stored, duplicate=False, block_end=None, next_step=nxt)
@@ -272,17 +273,3 @@ def _run_autocommit(engine: Engine, params: dict[str, Any]) -> Any:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
     raise AssertionError("unreachable")
-
-
-def _trial(row: dict[str, Any], blocks: list[dict[str, Any]], timing: dict[str, Any]) -> Any:
-    """The trial payload, as `app.services.trials.trial_payload` builds it from ORM rows."""
-    return trial_json(
-        trial_index=row["trial_index"],
-        block_index=row["block_index"],
-        grid_mode=row["grid_mode"],
-        n_references=row["n_references"],
-        display=row["display"],
-        feedback=row["feedback"],
-        blocks=blocks,
-        timing=timing,
-    )

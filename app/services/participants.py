@@ -41,6 +41,7 @@ from app.services.blobs import served_name
 from app.services.experiments import design_of
 from app.services.quality import apply_exclusions
 from app.services.stimuli import catalog_of, image_hashes
+from app.tasks import task_of
 
 logger = logging.getLogger(__name__)
 
@@ -152,48 +153,6 @@ def content_names(session: Session, experiment: Experiment, encoding: str) -> di
     return {served[path]: hashes[path] for path in hashes}
 
 
-def resolve_display(spec: TrialSpec, unit: StimulusUnit, hashes: dict[str, str]) -> dict[str, Any]:
-    """Turn a trial spec into served image names: references per side and the two queries."""
-    natural = unit.data.get("natural") or {}
-    batches = natural.get("batches") or []
-    batch = next((b for b in batches if b["batch"] == spec.batch), batches[0])
-    n = spec.n_references
-    synthetic = unit.data.get("synthetic") or {}
-
-    def refs(side: str) -> list[str]:
-        nat = [e["path"] for e in batch.get(f"{side}_references", [])]
-        syn = [e["path"] for e in synthetic.get(f"{side}_references", [])]
-        if spec.reference_type == "natural":
-            return nat[:n]
-        if spec.reference_type == "synthetic":
-            return syn[:n]
-        if spec.reference_type == "mixed":
-            # Alternate synthetic and natural images, synthetic first.
-            mixed = [syn[i // 2] if i % 2 == 0 else nat[i // 2] for i in range(n)]
-            return mixed
-        return []
-
-    max_refs = refs("max") if spec.grid_mode != "none" else []
-    min_refs = refs("min") if spec.grid_mode == "min_max" else []
-    if spec.catch_query_indices is not None:
-        # Identical-image catch trial: the queries are displayed references (docs/protocol.md, Designs).
-        all_max = refs("max")
-        all_min = refs("min")
-        i, j = spec.catch_query_indices
-        max_query, min_query = all_max[i], all_min[j]
-    else:
-        max_query, min_query = batch["max_query"]["path"], batch["min_query"]["path"]
-    upper, lower = (
-        (max_query, min_query) if spec.query_order == "max_upper" else (min_query, max_query)
-    )
-    return {
-        "min": [hashes[p] for p in min_refs],
-        "max": [hashes[p] for p in max_refs],
-        "upper": hashes[upper],
-        "lower": hashes[lower],
-    }
-
-
 def scheduled_values(
     participant_id: int,
     trials: list[TrialSpec] | tuple[TrialSpec, ...],
@@ -204,11 +163,13 @@ def scheduled_values(
     rows = []
     for spec in trials:
         unit = units[spec.unit_id] if spec.unit_id is not None else None
+        task = task_of(spec.task)
         rows.append(
             {
                 "participant_id": participant_id,
                 "trial_index": spec.trial_index,
                 "block_index": spec.block_index,
+                "task": task.name,
                 "trial_kind": spec.trial_kind,
                 "condition": spec.condition,
                 "reference_type": spec.reference_type,
@@ -219,7 +180,8 @@ def scheduled_values(
                 "query_order": spec.query_order,
                 "feedback": spec.feedback,
                 "repeat_of_trial_index": spec.repeat_of_trial_index,
-                "display": resolve_display(spec, unit, hashes) if unit is not None else {},
+                "display": task.display(spec, unit, hashes) if unit is not None else {},
+                "solution": task.solution(spec),
                 "catch_query_indices": list(spec.catch_query_indices)
                 if spec.catch_query_indices
                 else None,

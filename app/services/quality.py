@@ -28,8 +28,8 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-AnsweredRow = tuple[str, int, str, bool]
-"""(trial_kind, block_index, response, correct) of one stored answer."""
+AnsweredRow = tuple[str, int, str | None, bool | None]
+"""(trial_kind, block_index, 2-AFC response, correct) of one stored answer."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def answered_rows(session: Session, participant: Participant) -> Answered:
         select(
             ScheduledTrial.trial_kind,
             ScheduledTrial.block_index,
-            TrialResponse.response,
+            TrialResponse.answer,
             TrialResponse.correct,
         )
         # Both sides filtered by participant: with only one, Postgres hash-joins a sequential
@@ -62,9 +62,9 @@ def answered_rows(session: Session, participant: Participant) -> Answered:
     ).all()
     return Answered(
         rows=[
-            (kind, block, response, correct)
-            for kind, block, response, correct in found
-            if response is not None
+            (kind, block, answer.get("response"), correct)
+            for kind, block, answer, correct in found
+            if answer is not None
         ],
         catch_planned=sum(1 for kind, _, _, _ in found if kind == "catch"),
     )
@@ -84,7 +84,7 @@ def participant_summary(
     counted = [resp for kind, _, resp, _ in rows if kind != "practice"]
     per_block: dict[int, list[bool]] = defaultdict(list)
     for _, block_index, _, ok in rows:
-        per_block[block_index].append(ok)
+        per_block[block_index].append(bool(ok))
     attempts = 0
     passed: bool | None = None
     for block in participant.blocks:

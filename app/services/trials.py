@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import designs
 from app.db import insert_ignoring_conflicts, utc_now
-from app.errors import OutOfOrder, SessionUnavailable
+from app.errors import InvalidInput, OutOfOrder, SessionUnavailable
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
 from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
@@ -27,10 +27,9 @@ from app.services.participants import (
 )
 from app.services.quality import answered_rows, apply_exclusions
 from app.services.stimuli import catalog_of
+from app.tasks import image_url, task_of
 
 logger = logging.getLogger(__name__)
-
-IMAGE_URL_PREFIX = "/img/"
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,6 @@ class Recorded:
     duplicate: bool
     n_done: int | None = None
     """Trials answered or skipped once this answer is stored (None: count again)."""
-
-
-def _url(name: str) -> str:
-    return IMAGE_URL_PREFIX + name
 
 
 def _check_active(participant: Participant) -> None:
@@ -85,9 +80,9 @@ def _fill_repeated_if_needed(
             condition=st.condition,
             unit_id=unit_keys.get(st.stimulus_unit_id) if st.stimulus_unit_id else None,
             batch=st.batch,
-            response=resp.response,
-            confidence=resp.confidence,
-            correct=resp.correct,
+            response=resp.answer.get("response", ""),
+            confidence=resp.answer.get("confidence", 0),
+            correct=bool(resp.correct),
         )
         for st, resp in rows
     ]
@@ -114,6 +109,8 @@ def _fill_repeated_if_needed(
         if new is None:
             continue
         for attr in (
+            "task",
+            "solution",
             "stimulus_unit_id",
             "batch",
             "query_order",
@@ -128,33 +125,30 @@ def _fill_repeated_if_needed(
     session.flush()
 
 
+def trial_columns(trial: ScheduledTrial) -> dict[str, Any]:
+    """A `scheduled_trial` row as a mapping of its columns (what `TrialType.payload` reads)."""
+    return {column.key: getattr(trial, column.key) for column in _SCHEDULED_COLUMNS}
+
+
+_SCHEDULED_COLUMNS = tuple(cast(Table, ScheduledTrial.__table__).columns)
+
+
 def trial_payload(participant: Participant, trial: ScheduledTrial) -> dict[str, Any]:
-    """What the browser needs to show one trial; nothing in it reveals the correct query."""
+    """What the browser needs to show one trial; nothing in it reveals the correct answer."""
     return trial_json(
-        trial_index=trial.trial_index,
-        block_index=trial.block_index,
-        grid_mode=trial.grid_mode,
-        n_references=trial.n_references,
-        display=trial.display,
-        feedback=trial.feedback,
+        trial_columns(trial),
         blocks=participant.blocks,
         timing=design_of(participant.experiment).timing.model_dump(),
     )
 
 
 def trial_json(
-    *,
-    trial_index: int,
-    block_index: int,
-    grid_mode: str,
-    n_references: int,
-    display: dict[str, Any],
-    feedback: Any,
-    blocks: list[dict[str, Any]],
-    timing: dict[str, Any],
+    trial: Mapping[str, Any], *, blocks: list[dict[str, Any]], timing: dict[str, Any]
 ) -> dict[str, Any]:
-    """The trial payload from a scheduled trial's values (`trial_payload` takes them from an ORM
-    row, `app.services.fast_answer` from its statement's row)."""
+    """The trial payload from a scheduled trial's columns (`trial_payload` takes them from an
+    ORM row, `app.services.fast_answer` from its statement's row): the generic part, then the
+    trial type's (`TrialType.payload`)."""
+    trial_index, block_index = trial["trial_index"], trial["block_index"]
     block = blocks[block_index]
     first_index = sum(b["n_trials"] for b in blocks[:block_index])
     return {
@@ -172,27 +166,23 @@ def trial_json(
             and block_index > 0
             and blocks[block_index - 1]["kind"] == "practice",
         },
-        "grid_mode": grid_mode,
-        "n_references": n_references,
-        "references": {
-            "min": [_url(h) for h in display["min"]],
-            "max": [_url(h) for h in display["max"]],
-        },
-        "queries": {"upper": _url(display["upper"]), "lower": _url(display["lower"])},
-        "feedback": feedback,
+        "feedback": trial["feedback"],
         "timing": timing,
+        **task_of(trial.get("task")).payload(trial),
     }
 
 
-def preload_urls(displays: Iterable[dict[str, Any] | None]) -> list[str]:
-    """The image URLs of upcoming trials, in order, each once; up to the first trial whose
-    images are not chosen yet (they depend on answers still to come)."""
+def preload_urls(trials: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The image URLs of upcoming trials (mappings with `task` and `display`), in order, each
+    once; up to the first trial whose images are not chosen yet (they depend on answers still
+    to come)."""
     urls: dict[str, None] = {}
-    for d in displays:
-        if not d:
+    for trial in trials:
+        display = trial.get("display")
+        if not display:
             break
-        for name in (*d["max"], *d["min"], d["upper"], d["lower"]):
-            urls[_url(name)] = None
+        for name in task_of(trial.get("task")).preload(display):
+            urls[image_url(name)] = None
     return list(urls)
 
 
@@ -224,7 +214,7 @@ def next_step(
         **base,
         "step": "trial",
         "trial": trial_payload(participant, current),
-        "preload": preload_urls(row.display for row in rows[1:]),
+        "preload": preload_urls({"task": row.task, "display": row.display} for row in rows[1:]),
     }
 
 
@@ -232,8 +222,7 @@ def submitted_values(submit: ResponseSubmit, *, via_beacon: bool) -> dict[str, A
     """The trial_response columns that come from the browser's answer (both answer paths)."""
     return {
         "response_uuid": str(submit.response_uuid),
-        "response": submit.response,
-        "confidence": submit.confidence,
+        "answer": submit.stored_answer(),
         "rt_ms": submit.rt_ms,
         "onset_ms": submit.onset_ms,
         "answer_ms": submit.answer_ms,
@@ -306,13 +295,16 @@ def record_response(
         if earlier is not None:
             return earlier
         raise
-    correct_response = "upper" if trial.query_order == "max_upper" else "lower"
+    if trial.task != submit.task:
+        raise InvalidInput(
+            f"trial {trial.trial_index} is a {trial.task} trial; the answer is for {submit.task}"
+        )
     now = received_at or utc_now()
     values = {
         "participant_id": participant.id,
         "scheduled_trial_id": trial.id,
         "trial_index": trial.trial_index,
-        "correct": submit.response == correct_response,
+        "correct": task_of(trial.task).is_correct(submit.stored_answer(), trial.solution),
         **submitted_values(submit, via_beacon=via_beacon),
         "received_at": now,
     }

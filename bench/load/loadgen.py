@@ -150,8 +150,11 @@ def answer_body(trial_index: int, rng: random.Random) -> dict[str, Any]:
     return {
         "response_uuid": str(uuid.uuid4()),
         "trial_index": trial_index,
-        "response": rng.choice(("upper", "lower")),
-        "confidence": rng.randint(1, 3),
+        "answer": {
+            "task": "afc2",
+            "response": rng.choice(("upper", "lower")),
+            "confidence": rng.randint(1, 3),
+        },
         "rt_ms": round(rt, 1),
         "onset_ms": round(onset, 1),
         "answer_ms": round(onset + rt, 1),

@@ -141,11 +141,14 @@ def test_participant_clicks_through_demo_and_every_answer_is_stored_once(
             for row, given in zip(rows, answered, strict=True):
                 if given in ANSWER_NAMES:
                     side, conf = given.split(" image, confidence ")
-                    assert (row.response, row.confidence) == (side.lower(), int(conf))
+                    assert (row.answer["response"], row.answer["confidence"]) == (
+                        side.lower(),
+                        int(conf),
+                    )
                     assert row.input_kind == "mouse"
                 else:
                     i = ANSWER_KEYS.index(given)
-                    assert (row.response, row.confidence) == (
+                    assert (row.answer["response"], row.answer["confidence"]) == (
                         "upper" if i < 3 else "lower",
                         i % 3 + 1,
                     )

@@ -140,7 +140,9 @@ def test_replayed_answer_with_changed_content_keeps_the_first_one(
     rows = db_session.scalars(
         select(TrialResponse).where(TrialResponse.response_uuid == first["response_uuid"])
     ).all()
-    assert [(r.response, r.confidence, r.rt_ms) for r in rows] == [("upper", 1, 812.5)]
+    assert [(r.answer["response"], r.answer["confidence"], r.rt_ms) for r in rows] == [
+        ("upper", 1, 812.5)
+    ]
 
 
 def test_reordered_and_skipped_answers_are_refused(

@@ -87,7 +87,7 @@ def test_answers_without_feedback_do_not_say_what_was_correct(
     for ack in acks:
         assert ack.status_code == 200, ack.text
         body = ack.json()
-        assert body["correct"] is None and body["correct_response"] is None
+        assert body["correct"] is None and body["solution"] is None
     # The block end says the block ended but not its score.
     assert acks[-1].json()["block_end"]["n_correct"] is None
 
@@ -98,7 +98,7 @@ def test_answers_with_feedback_still_say_what_was_correct(
     token, _ = _running(client, db_session, demo_set, "fb-1")
     body = client.post(f"/api/p/{token}/responses", json=answer(0)).json()
     assert isinstance(body["correct"], bool)
-    assert body["correct_response"] in ("upper", "lower")
+    assert body["solution"]["response"] in ("upper", "lower")
 
 
 # --- rows 6, 7, 17: headers from the app, no schema in production, trusted hosts -------------

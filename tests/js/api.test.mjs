@@ -20,7 +20,7 @@ function answer(i, uuid = `00000000-0000-4000-8000-00000000000${i}`) {
 }
 
 function ack(i, extra = {}) {
-  return { trial_index: i, duplicate: false, correct: true, correct_response: "upper", block_end: null, next: null, ...extra };
+  return { trial_index: i, duplicate: false, correct: true, solution: { response: "upper" }, block_end: null, next: null, ...extra };
 }
 
 /** createApi with fakes; `sleeps` records every backoff wait, `statuses` every status change. */
@@ -70,7 +70,7 @@ test("an answer is in storage before the request is sent and removed after the a
   const { api } = makeApi(fetch, { storage });
   const out = await api.submitAnswer(answer(4));
   assert.equal(out.kind, "ack");
-  assert.equal(out.ack.correct_response, "upper");
+  assert.equal(out.ack.solution.response, "upper");
   assert.deepEqual(seenInStorage, [[answer(4)]]);
   assert.equal(storage.getItem(KEY), null);
   assert.equal(fetch.calls[0].url, `/api/p/${TOKEN}/responses`);

@@ -70,7 +70,7 @@ def test_one_statement_acks_equal_the_general_paths_next_step(
             select(TrialResponse).where(TrialResponse.response_uuid == body["response_uuid"])
         )
         assert stored is not None and stored.trial_index == body["trial_index"]
-        assert stored.rt_ms == body["rt_ms"] and stored.confidence == body["confidence"]
+        assert stored.rt_ms == body["rt_ms"] and stored.answer["confidence"] == body["confidence"]
         assert ack["correct"] == stored.correct and ack["duplicate"] is False
         step = ack["next"]
     n_trials = participant.n_trials

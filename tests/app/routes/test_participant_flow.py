@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Participant, StimulusSet, TrialResponse
+from app.models import Participant, ScheduledTrial, StimulusSet, TrialResponse
 from tests.factories import make_experiment, make_launch
 
 PROLIFIC = {"PROLIFIC_PID": "5f0c0ffee", "STUDY_ID": "study1", "SESSION_ID": "sess1"}
@@ -134,7 +134,7 @@ def test_scripted_participant_runs_the_whole_session(
         assert ack.status_code == 200, ack.text
         data = ack.json()
         assert data["trial_index"] == index and data["duplicate"] is False
-        assert data["correct"] == (data["correct_response"] == body["response"])
+        assert data["correct"] == (data["solution"]["response"] == body["response"])
         stored[index] = {"ack": data, "body": body}
         if index == 1:
             # The same answer again (a retry): acknowledged, not stored twice.
@@ -167,10 +167,65 @@ def test_scripted_participant_runs_the_whole_session(
     for row in rows:
         sent = stored[row.trial_index]["body"]
         assert row.response_uuid == sent["response_uuid"]
-        assert row.response == sent["response"] and row.confidence == sent["confidence"]
+        assert row.answer == {"response": sent["response"], "confidence": sent["confidence"]}
         assert row.correct == stored[row.trial_index]["ack"]["correct"]
         assert row.rt_ms == 812.5 and row.device_pixel_ratio == 2.0 and row.viewport_w_px == 1280
         assert row.received_at is not None
+
+
+def test_an_answer_carries_its_trial_types_fields(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    """`answer` holds the type's fields and its name; the flat 2-AFC form (answers queued by an
+    older page) is stored the same way; an answer for another trial type is refused."""
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "typed"})
+    start_task(client, token)
+    url = f"/api/p/{token}/responses"
+    flat = answer(0, response="lower", confidence=3)
+    nested = {k: v for k, v in flat.items() if k not in ("response", "confidence")}
+    nested["answer"] = {"task": "afc2", "response": "lower", "confidence": 3}
+    for bad, message in (
+        ({**nested, "answer": {"task": "rating", "value": 3}}, "answer"),
+        (
+            {**nested, "answer": {"task": "afc2", "response": "lower", "confidence": 4}},
+            "answer.confidence",
+        ),
+        ({**nested, "response": "lower"}, "response"),  # both forms at once
+    ):
+        refused = client.post(url, json=bad)
+        assert refused.status_code == 422, refused.text
+        assert message in refused.json()["detail"]
+    participant = db_session.scalars(select(Participant).where(Participant.token == token)).one()
+    # A trial of another type: the afc2 answer is refused with a clear message, nothing stored.
+    trial = db_session.scalars(
+        select(ScheduledTrial).where(
+            ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_index == 0
+        )
+    ).one()
+    trial.task = "rating"
+    db_session.commit()
+    refused = client.post(url, json=nested)
+    assert refused.status_code == 422 and "rating trial" in refused.json()["detail"]
+    trial.task = "afc2"
+    db_session.commit()
+
+    ack = client.post(url, json=nested).json()
+    assert ack["solution"] == trial.solution and ack["correct"] == (
+        trial.solution == {"response": "lower"}
+    )
+    assert client.post(url, json=answer(1, response="upper", confidence=1)).status_code == 200
+    db_session.expire_all()
+    rows = db_session.scalars(
+        select(TrialResponse)
+        .where(TrialResponse.participant_id == participant.id)
+        .order_by(TrialResponse.trial_index)
+    ).all()
+    assert [(r.answer, r.correct is not None) for r in rows] == [
+        ({"response": "lower", "confidence": 3}, True),
+        ({"response": "upper", "confidence": 1}, True),
+    ]
 
 
 def test_declining_consent_ends_with_its_own_outcome(

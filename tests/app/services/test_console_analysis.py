@@ -30,8 +30,7 @@ def _answer(db_session: Session, participant: Participant, n: int, offset: int =
                 scheduled_trial_id=trial.id,
                 trial_index=trial.trial_index,
                 response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
-                response="upper",
-                confidence=2,
+                answer={"response": "upper", "confidence": 2},
                 correct=trial.query_order == "max_upper",
                 rt_ms=700.0,
             )

@@ -136,8 +136,7 @@ def _answer_main_trials(
                 scheduled_trial_id=trial.id,
                 trial_index=trial.trial_index,
                 response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
-                response="upper",
-                confidence=2,
+                answer={"response": "upper", "confidence": 2},
                 correct=ok,
                 rt_ms=700.0,
             )
@@ -348,6 +347,7 @@ def test_responses_export_streams_100k_rows_in_bounded_memory(
             "query_order",
             "feedback",
             "display",
+            "solution",
             "skipped",
         )
     }
@@ -369,8 +369,7 @@ def test_responses_export_streams_100k_rows_in_bounded_memory(
                     "scheduled_trial_id": tid,
                     "trial_index": k,
                     "response_uuid": f"{pid:08d}-{k:027d}",
-                    "response": "upper",
-                    "confidence": 2,
+                    "answer": {"response": "upper", "confidence": 2},
                     "correct": k % 3 != 0,
                     "rt_ms": 700.0 + k,
                     "received_at": now,
