@@ -148,12 +148,13 @@ def statement_params(
 ) -> dict[str, Any]:
     """The parameters of ANSWER_SQL for one answer."""
     now = received_at or utc_now()
+    values = submitted_values(submit, via_beacon=via_beacon)
     return {
         "token": token,
         "trial_index": submit.trial_index,
-        **submitted_values(submit, via_beacon=via_beacon),
+        **values,
         "task": submit.task,
-        "answer": json.dumps(submit.stored_answer(), separators=(",", ":")),
+        "answer": json.dumps(values["answer"], separators=(",", ":")),
         "now": now,
         "stale_before": now - timedelta(seconds=LAST_SEEN_RESOLUTION_S),
         "window": ahead + 1,
