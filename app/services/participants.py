@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from app import designs
+from app.cache import LruCache
 from app.db import utc_now
 from app.errors import (
     Conflict,
@@ -90,9 +90,9 @@ def is_mturk_preview(params: dict[str, str]) -> bool:
 
 
 # Stimulus units and image hashes never change after import: cache them per set and encoding.
-_SET_CACHE: OrderedDict[
-    tuple[int, str, str, str], tuple[dict[str, StimulusUnit], dict[str, str]]
-] = OrderedDict()
+_SET_CACHE: LruCache[tuple[int, str, str, str], tuple[dict[str, StimulusUnit], dict[str, str]]] = (
+    LruCache(maxsize=16)
+)
 
 
 def set_lookup(
@@ -101,8 +101,8 @@ def set_lookup(
     """The set's units by key and its served image names by path (cached: sets are immutable)."""
     stimulus_set_id = stimulus_set.id
     key = (stimulus_set_id, stimulus_set.slug, stimulus_set.imported_at.isoformat(), encoding)
-    found = _SET_CACHE.get(key)
-    if found is None:
+
+    def load() -> tuple[dict[str, StimulusUnit], dict[str, str]]:
         units = session.scalars(
             select(StimulusUnit).where(StimulusUnit.stimulus_set_id == stimulus_set_id)
         ).all()
@@ -113,14 +113,12 @@ def set_lookup(
             path: f"{sha}.{ext}"
             for path, sha in image_hashes(session, stimulus_set_id, encoding).items()
         }
-        found = ({u.unit_key: u for u in units}, hashes)
-        _SET_CACHE[key] = found
-        while len(_SET_CACHE) > 16:
-            _SET_CACHE.popitem(last=False)
-    return found
+        return {u.unit_key: u for u in units}, hashes
+
+    return _SET_CACHE.get(key, load)
 
 
-_SERVED_CACHE: OrderedDict[tuple[int, str, str], dict[str, str]] = OrderedDict()
+_SERVED_CACHE: LruCache[tuple[int, str, str], dict[str, str]] = LruCache(maxsize=16)
 
 
 def experiment_lookup(
@@ -132,17 +130,15 @@ def experiment_lookup(
     key = experiment.image_key
     if key is None:
         return units, hashes
-    cache_key = (experiment.id, key, encoding)
-    names = _SERVED_CACHE.get(cache_key)
-    if names is None:
-        names = {}
+
+    def names() -> dict[str, str]:
+        served = {}
         for path, name in hashes.items():
             sha, ext = name.split(".", 1)
-            names[path] = f"{served_name(key, sha)}.{ext}"
-        _SERVED_CACHE[cache_key] = names
-        while len(_SERVED_CACHE) > 16:
-            _SERVED_CACHE.popitem(last=False)
-    return units, names
+            served[path] = f"{served_name(key, sha)}.{ext}"
+        return served
+
+    return units, _SERVED_CACHE.get((experiment.id, key, encoding), names)
 
 
 def content_names(session: Session, experiment: Experiment, encoding: str) -> dict[str, str]:
