@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from app import designs
 from app.db import insert_ignoring_conflicts, utc_now
 from app.errors import OutOfOrder, SessionUnavailable
+from app.lifecycle import ENDED_STATUSES
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
 from app.schedule import BlockSpec, Schedule, TrialKind
 from app.schemas import EventBatch, ResponseSubmit
 from app.services.experiments import design_of
 from app.services.participants import (
-    ENDED_STATUSES,
     done_count,
     experiment_lookup,
     scheduled_values,
