@@ -456,8 +456,13 @@ async def post_response(
 async def post_events(token: str, session: SessionDep, body: BodyDep) -> Any:
     """Store browser events (focus, fullscreen, resize) and count as a heartbeat."""
     batch: EventBatch = _parse(EventBatch, body)
+    events = [
+        trial_service.BrowserEvent(e.kind, e.client_ms, e.trial_index, e.data) for e in batch.events
+    ]
     stored = await _for_participant(
-        session, token, lambda participant: trial_service.record_events(session, participant, batch)
+        session,
+        token,
+        lambda participant: trial_service.record_events(session, participant, events),
     )
     return {"stored": stored}
 
