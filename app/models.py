@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, utc_now
+from app.lifecycle import ParticipantStatus, check_constraint_sql
 
 TZDateTime = DateTime(timezone=True)
 
@@ -137,11 +138,7 @@ class Participant(Base):
     __table_args__ = (
         UniqueConstraint("experiment_id", "platform_id"),
         UniqueConstraint("experiment_id", "participant_number"),
-        CheckConstraint(
-            "status IN ('enrolled', 'consented', 'in_progress', 'completed', 'declined', "
-            "'returned')",
-            name="status",
-        ),
+        CheckConstraint(check_constraint_sql(), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,7 +154,8 @@ class Participant(Base):
     platform_data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     arm: Mapped[str | None] = mapped_column(String(80))
     seed: Mapped[str] = mapped_column(String(120))
-    status: Mapped[str] = mapped_column(String(16), default="enrolled")
+    status: Mapped[str] = mapped_column(String(16), default=ParticipantStatus.ENROLLED.value)
+    """A `ParticipantStatus` value; `app.lifecycle.transition` moves it."""
     test_mode: Mapped[bool] = mapped_column(default=False)
     n_trials: Mapped[int]
     blocks: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)

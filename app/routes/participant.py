@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from app.config import Settings
 from app.designs.screen import window_needed_px
 from app.errors import Conflict, InvalidInput
+from app.lifecycle import ParticipantStatus
 from app.models import Participant
 from app.routes.deps import (
     BodyDep,
@@ -275,15 +276,15 @@ def _participant_page(
         "design": design,
         "test_mode_banner": participant.test_mode,
     }
-    if status == "enrolled":
+    if status == ParticipantStatus.ENROLLED:
         return templates.TemplateResponse(request, "participant/consent.html", context)
-    if status == "declined":
+    if status == ParticipantStatus.DECLINED:
         context["completion"] = participant_service.completion_info(participant)
         return templates.TemplateResponse(request, "participant/declined.html", context)
-    if status == "completed":
+    if status == ParticipantStatus.COMPLETED:
         context["completion"] = participant_service.completion_info(participant)
         return templates.TemplateResponse(request, "participant/done.html", context)
-    if status == "consented":
+    if status == ParticipantStatus.CONSENTED:
         rating = participant_service.pending_rating(session, participant, "start")
         if rating is not None:
             return _rating_page(request, session, templates, participant, rating, context)
@@ -368,7 +369,7 @@ async def feedback(
     """Store the optional free-text feedback and finish the study."""
 
     def store(participant: Participant) -> None:
-        if participant.status != "in_progress":
+        if participant.status != ParticipantStatus.IN_PROGRESS:
             raise Conflict("feedback is given at the end of the study")
         participant_service.record_feedback(participant, text)
         participant_service.complete(session, participant)
@@ -455,8 +456,13 @@ async def post_response(
 async def post_events(token: str, session: SessionDep, body: BodyDep) -> Any:
     """Store browser events (focus, fullscreen, resize) and count as a heartbeat."""
     batch: EventBatch = _parse(EventBatch, body)
+    events = [
+        trial_service.BrowserEvent(e.kind, e.client_ms, e.trial_index, e.data) for e in batch.events
+    ]
     stored = await _for_participant(
-        session, token, lambda participant: trial_service.record_events(session, participant, batch)
+        session,
+        token,
+        lambda participant: trial_service.record_events(session, participant, events),
     )
     return {"stored": stored}
 

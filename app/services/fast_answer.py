@@ -27,18 +27,19 @@ from sqlalchemy.orm import Session
 
 from app.cache import LruCache
 from app.db import utc_now
+from app.lifecycle import ParticipantStatus
 from app.models import Experiment
 from app.schemas import ResponseSubmit, TimingRead
 from app.services.experiments import design_of
 from app.services.participants import LAST_SEEN_RESOLUTION_S
 from app.services.trials import preload_urls, submitted_values, trial_json
 
-ANSWER_SQL = """
+ANSWER_SQL = f"""
 WITH p AS (
     SELECT p.id, p.experiment_id, p.n_trials, p.blocks
     FROM participant p
     JOIN experiment_session s ON s.id = p.experiment_session_id
-    WHERE p.token = %(token)s::text AND p.status = 'in_progress' AND s.status = 'open'
+    WHERE p.token = %(token)s::text AND p.status = '{ParticipantStatus.IN_PROGRESS.value}' AND s.status = 'open'
 ), cur AS (
     SELECT t.id, t.trial_index, t.block_index, t.solution, t.feedback, p.id AS participant_id
     FROM p

@@ -16,22 +16,16 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utc_now
+from app.lifecycle import (
+    STATUS_BUCKETS,
+    STATUS_LABELS,
+    UNFINISHED_STATUSES,
+    ParticipantStatus,
+    StatusBucket,
+)
 from app.models import Experiment, Participant, ScheduledTrial, TrialResponse
 from app.services.export import participant_label
 
-STATUS_BUCKETS = ("started", "in_progress", "completed", "returned", "excluded", "declined")
-"""`started`: enrolled or consented, not yet at the trials; `returned`: gave up or timed out
-(not seen for longer than the inactivity limit and not finished); `excluded`: failed the
-design's exclusion criteria (whatever the status)."""
-STATUS_LABELS = {
-    "started": "started",
-    "in_progress": "in progress",
-    "completed": "completed",
-    "returned": "returned / timed out",
-    "excluded": "excluded",
-    "declined": "no consent",
-}
-"""The words the console shows for each bucket (tiles, tables, a participant's page)."""
 NO_ARM = "no arms (within-subject)"
 """The by-arm row of designs without arms: every participant sees every condition."""
 ACTIVE_LIST_LIMIT = 100
@@ -49,16 +43,16 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status_bucket_expr(cutoff: datetime) -> Any:
-    """SQL expression that puts a participant in one of `STATUS_BUCKETS`."""
-    unfinished = Participant.status.in_(("enrolled", "consented", "in_progress"))
+    """SQL expression that puts a participant in one of `STATUS_BUCKETS` (`app.lifecycle`)."""
+    unfinished = Participant.status.in_(UNFINISHED_STATUSES)
     return case(
-        (Participant.excluded.is_(True), "excluded"),
-        (Participant.status == "completed", "completed"),
-        (Participant.status == "declined", "declined"),
-        (Participant.status == "returned", "returned"),
-        (and_(unfinished, Participant.last_seen_at < cutoff), "returned"),
-        (Participant.status == "in_progress", "in_progress"),
-        else_="started",
+        (Participant.excluded.is_(True), StatusBucket.EXCLUDED.value),
+        (Participant.status == ParticipantStatus.COMPLETED, StatusBucket.COMPLETED.value),
+        (Participant.status == ParticipantStatus.DECLINED, StatusBucket.DECLINED.value),
+        (Participant.status == ParticipantStatus.RETURNED, StatusBucket.RETURNED.value),
+        (and_(unfinished, Participant.last_seen_at < cutoff), StatusBucket.RETURNED.value),
+        (Participant.status == ParticipantStatus.IN_PROGRESS, StatusBucket.IN_PROGRESS.value),
+        else_=StatusBucket.STARTED.value,
     )
 
 
@@ -210,7 +204,7 @@ def live_summary(
         .outerjoin(answered, answered.c.participant_id == Participant.id)
         .where(
             real,
-            Participant.status.in_(("enrolled", "consented", "in_progress")),
+            Participant.status.in_(UNFINISHED_STATUSES),
             Participant.excluded.is_(False),
             Participant.last_seen_at >= cutoff,
         )
@@ -236,7 +230,7 @@ def live_summary(
         for start, done in session.execute(
             select(Participant.consented_at, Participant.completed_at).where(
                 real,
-                Participant.status == "completed",
+                Participant.status == ParticipantStatus.COMPLETED,
                 Participant.consented_at.is_not(None),
                 Participant.completed_at.is_not(None),
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from app import designs
+from app.cache import LruCache
 from app.db import utc_now
 from app.errors import (
     Conflict,
@@ -25,6 +25,14 @@ from app.errors import (
     OutOfOrder,
     PlatformIdMissing,
     SessionUnavailable,
+)
+from app.lifecycle import (
+    ACTIVE_STATUSES,
+    UNCONFIRMED,
+    UNFINISHED_STATUSES,
+    ParticipantStatus,
+    can_transition,
+    transition,
 )
 from app.models import (
     Experiment,
@@ -49,8 +57,6 @@ MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 FEEDBACK_MAX_CHARS = 5000
 LAST_SEEN_RESOLUTION_S = 10
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
-ACTIVE_STATUSES = ("enrolled", "consented", "in_progress", "completed")
-ENDED_STATUSES = ("completed", "declined")
 _PLATFORM_KEYS = {
     "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
     "mturk": ("workerId", "assignmentId", "hitId", "turkSubmitTo"),
@@ -91,9 +97,9 @@ def is_mturk_preview(params: dict[str, str]) -> bool:
 
 
 # Stimulus units and image hashes never change after import: cache them per set and encoding.
-_SET_CACHE: OrderedDict[
-    tuple[int, str, str, str], tuple[dict[str, StimulusUnit], dict[str, str]]
-] = OrderedDict()
+_SET_CACHE: LruCache[tuple[int, str, str, str], tuple[dict[str, StimulusUnit], dict[str, str]]] = (
+    LruCache(maxsize=16)
+)
 
 
 def set_lookup(
@@ -102,8 +108,8 @@ def set_lookup(
     """The set's units by key and its served image names by path (cached: sets are immutable)."""
     stimulus_set_id = stimulus_set.id
     key = (stimulus_set_id, stimulus_set.slug, stimulus_set.imported_at.isoformat(), encoding)
-    found = _SET_CACHE.get(key)
-    if found is None:
+
+    def load() -> tuple[dict[str, StimulusUnit], dict[str, str]]:
         units = session.scalars(
             select(StimulusUnit).where(StimulusUnit.stimulus_set_id == stimulus_set_id)
         ).all()
@@ -114,14 +120,12 @@ def set_lookup(
             path: f"{sha}.{ext}"
             for path, sha in image_hashes(session, stimulus_set_id, encoding).items()
         }
-        found = ({u.unit_key: u for u in units}, hashes)
-        _SET_CACHE[key] = found
-        while len(_SET_CACHE) > 16:
-            _SET_CACHE.popitem(last=False)
-    return found
+        return {u.unit_key: u for u in units}, hashes
+
+    return _SET_CACHE.get(key, load)
 
 
-_SERVED_CACHE: OrderedDict[tuple[int, str, str], dict[str, str]] = OrderedDict()
+_SERVED_CACHE: LruCache[tuple[int, str, str], dict[str, str]] = LruCache(maxsize=16)
 
 
 def experiment_lookup(
@@ -133,17 +137,15 @@ def experiment_lookup(
     key = experiment.image_key
     if key is None:
         return units, hashes
-    cache_key = (experiment.id, key, encoding)
-    names = _SERVED_CACHE.get(cache_key)
-    if names is None:
-        names = {}
+
+    def names() -> dict[str, str]:
+        served = {}
         for path, name in hashes.items():
             sha, ext = name.split(".", 1)
-            names[path] = f"{served_name(key, sha)}.{ext}"
-        _SERVED_CACHE[cache_key] = names
-        while len(_SERVED_CACHE) > 16:
-            _SERVED_CACHE.popitem(last=False)
-    return units, names
+            served[path] = f"{served_name(key, sha)}.{ext}"
+        return served
+
+    return units, _SERVED_CACHE.get((experiment.id, key, encoding), names)
 
 
 def content_names(session: Session, experiment: Experiment, encoding: str) -> dict[str, str]:
@@ -233,14 +235,14 @@ def insert_schedule(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def _holding_slot(hold_unconfirmed_s: int | None) -> ColumnElement[bool]:
-    """Participants who count towards a session's limit: not declined or returned, and not
-    enrolled long ago without ever consenting (a link opened and left, or a bot filling the
-    study: the slot is free again after `hold_unconfirmed_s`)."""
+    """Participants who count towards a session's limit (`app.lifecycle.ACTIVE_STATUSES`): not
+    declined or returned, and not enrolled long ago without ever consenting (a link opened and
+    left, or a bot filling the study: the slot is free again after `hold_unconfirmed_s`)."""
     holding: ColumnElement[bool] = Participant.status.in_(ACTIVE_STATUSES)
     if hold_unconfirmed_s is not None:
         cutoff = utc_now() - timedelta(seconds=hold_unconfirmed_s)
         holding = holding & ~(
-            (Participant.status == "enrolled") & (Participant.created_at < cutoff)
+            (Participant.status == UNCONFIRMED) & (Participant.created_at < cutoff)
         )
     return holding
 
@@ -253,8 +255,8 @@ def _arm_counts(
     Test-mode participants, those who declined or returned, and those silent for longer than
     `inactive_after_s` (timed out) do not count.
     """
-    holding: ColumnElement[bool] = Participant.status == "completed"
-    active: ColumnElement[bool] = Participant.status.in_(("enrolled", "consented", "in_progress"))
+    holding: ColumnElement[bool] = Participant.status == ParticipantStatus.COMPLETED
+    active: ColumnElement[bool] = Participant.status.in_(UNFINISHED_STATUSES)
     if inactive_after_s is not None:
         cutoff = utc_now() - timedelta(seconds=inactive_after_s)
         active = active & (Participant.last_seen_at >= cutoff)
@@ -366,7 +368,7 @@ def enrol(
         platform_data=identity.data,
         arm=arm,
         seed=schedule.seed,
-        status="enrolled",
+        status=ParticipantStatus.ENROLLED,
         test_mode=test_mode,
         n_trials=len(schedule.trials),
         blocks=[b.model_dump(mode="json") for b in schedule.blocks],
@@ -399,26 +401,24 @@ def get_participant(session: Session, token: str) -> Participant:
 
 
 def record_consent(participant: Participant, agree: bool) -> None:
-    if participant.status != "enrolled":
+    """Consent given (on to ratings or instructions) or refused (the study ends); a decision
+    after the first is ignored (a resubmitted form)."""
+    to = ParticipantStatus.CONSENTED if agree else ParticipantStatus.DECLINED
+    if not can_transition(participant.status, to):
         return
     now = utc_now()
-    participant.last_seen_at = now
-    if agree:
-        participant.status = "consented"
-        participant.consented_at = now
-        if not any(r["position"] == "start" for r in participant.rating_specs):
-            participant.instructions_shown_at = now
-    else:
-        participant.status = "declined"
-        participant.completed_at = now
+    transition(participant, to, now=now)
+    if agree and not any(r["position"] == "start" for r in participant.rating_specs):
+        participant.instructions_shown_at = now
 
 
 def finish_instructions(participant: Participant) -> None:
-    if participant.status == "consented" and participant.instructions_done_at is None:
-        now = utc_now()
-        participant.instructions_done_at = now
-        participant.status = "in_progress"
-        participant.last_seen_at = now
+    """Instructions read: the trials start (a repeat is ignored)."""
+    if (
+        can_transition(participant.status, ParticipantStatus.IN_PROGRESS)
+        and participant.instructions_done_at is None
+    ):
+        transition(participant, ParticipantStatus.IN_PROGRESS, now=utc_now())
 
 
 def touch_last_seen(participant: Participant, now: datetime) -> None:
@@ -484,7 +484,7 @@ def record_rating(
     """
     if not -100 <= value <= 100:
         raise InvalidInput("a rating is between -100 and 100")
-    position = "start" if participant.status == "consented" else "end"
+    position = "start" if participant.status == ParticipantStatus.CONSENTED else "end"
     spec = pending_rating(session, participant, position)
     if spec is None or spec["rating_index"] != rating_index:
         done = session.scalar(
@@ -555,7 +555,7 @@ def pending_page(session: Session, participant: Participant) -> str | None:
 
 
 def outcome_of(participant: Participant) -> str:
-    if participant.status == "declined":
+    if participant.status == ParticipantStatus.DECLINED:
         return "no_consent"
     if participant.excluded:
         return "failed_checks"
@@ -568,10 +568,10 @@ def complete(session: Session, participant: Participant) -> dict[str, Any]:
     Raises:
         Conflict: answers are missing (the code is never shown before they are all stored).
     """
-    if participant.status == "declined":
+    if participant.status == ParticipantStatus.DECLINED:
         return completion_info(participant)
-    if participant.status != "completed":
-        if participant.status not in ("in_progress",):
+    if participant.status != ParticipantStatus.COMPLETED:
+        if not can_transition(participant.status, ParticipantStatus.COMPLETED):
             raise Conflict("the study has not been started")
         if done_count(session, participant.id) < participant.n_trials:
             raise Conflict("not every answer has been received yet")
@@ -583,9 +583,7 @@ def complete(session: Session, participant: Participant) -> dict[str, Any]:
                 "redirect_url": None,
                 "mturk": None,
             }
-        participant.status = "completed"
-        participant.completed_at = utc_now()
-        participant.last_seen_at = participant.completed_at
+        transition(participant, ParticipantStatus.COMPLETED, now=utc_now())
         apply_exclusions(session, participant)
     return completion_info(participant)
 

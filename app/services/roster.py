@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app import designs
+from app.lifecycle import STATUS_LABELS
 from app.models import (
     Experiment,
     Participant,
@@ -65,7 +66,7 @@ def roster_page(
         RosterRow(
             p,
             participant_label(p.participant_number),
-            monitor.STATUS_LABELS[bucket],
+            STATUS_LABELS[bucket],
             monitor.participant_condition(p.arm, p.blocks),
             n,
         )

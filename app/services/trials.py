@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from app import designs
 from app.db import insert_ignoring_conflicts, utc_now
 from app.errors import InvalidInput, OutOfOrder, SessionUnavailable
+from app.lifecycle import ENDED_STATUSES, ParticipantStatus
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
 from app.schedule import BlockSpec, Schedule, TrialKind
-from app.schemas import EventBatch, ResponseSubmit
+from app.schemas import ResponseSubmit
 from app.services.experiments import design_of
 from app.services.participants import (
-    ENDED_STATUSES,
     done_count,
     experiment_lookup,
     scheduled_values,
@@ -47,8 +47,8 @@ def _check_active(participant: Participant) -> None:
     status = participant.experiment_session.status
     if status != "open":
         raise SessionUnavailable(f"this study is {status}")
-    if participant.status != "in_progress":
-        if participant.status == "completed":
+    if participant.status != ParticipantStatus.IN_PROGRESS:
+        if participant.status == ParticipantStatus.COMPLETED:
             raise OutOfOrder("the study is finished; no more answers are taken")
         raise OutOfOrder("the study has not started (consent and instructions first)")
 
@@ -384,8 +384,27 @@ def finish_block(
     )
 
 
-def record_events(session: Session, participant: Participant, batch: EventBatch) -> int:
-    """Store reported browser events; every call also counts as a heartbeat.
+@dataclass(frozen=True)
+class BrowserEvent:
+    """One event the participant's browser reported (focus, fullscreen, resize, heartbeat...)."""
+
+    kind: str
+    client_ms: float | None = None
+    """When it happened, in ms on the page's clock (`performance.now()`)."""
+    trial_index: int | None = None
+    """The trial shown when it happened."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Small details of the event (validated by the caller: short keys, scalar values)."""
+
+
+def record_events(
+    session: Session, participant: Participant, events: Sequence[BrowserEvent]
+) -> int:
+    """Store reported browser events (heartbeats are not stored); every call also counts as a
+    heartbeat.
+
+    Returns:
+        How many events were reported.
 
     Raises:
         OutOfOrder: the participant has finished or declined: nothing of theirs is recorded
@@ -394,7 +413,7 @@ def record_events(session: Session, participant: Participant, batch: EventBatch)
     if participant.status in ENDED_STATUSES:
         raise OutOfOrder("this participant's study has ended")
     now = utc_now()
-    for event in batch.events:
+    for event in events:
         if event.kind == "heartbeat":
             continue
         session.add(
@@ -408,4 +427,4 @@ def record_events(session: Session, participant: Participant, batch: EventBatch)
             )
         )
     touch_last_seen(participant, now)
-    return len(batch.events)
+    return len(events)

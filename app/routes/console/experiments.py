@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app import designs
 from app.errors import AppError, InvalidInput
+from app.lifecycle import STATUS_LABELS
 from app.routes.console.render import page, see_other
 from app.routes.deps import (
     ExperimenterDep,
@@ -128,7 +129,7 @@ def experiment_page(
             "summary": monitor.live_summary(
                 session, experiment, inactivity_timeout_s=settings.inactivity_timeout_s
             ),
-            "status_labels": monitor.STATUS_LABELS,
+            "status_labels": STATUS_LABELS,
             "shared": auth.shared_with(session, experiment),
             "can_share": auth.may_share(user, experiment),
             "test_label": experiment_service.TEST_SESSION_LABEL,
