@@ -26,7 +26,7 @@ from app.config import Settings
 from app.db import utc_now
 from app.designs.errors import DesignInvalid
 from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
-from app.models import AuditLog, Participant, StimulusSet, User
+from app.models import AuditLog, Participant, StimulusSet, TrialResponse, User
 from app.services import auth
 from app.services import participants as participant_service
 from app.services.blobs import BlobStore
@@ -488,6 +488,7 @@ def test_exports_of_keyed_experiments_show_content_hashes(
     participant, _ = participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "exp-1"})
     participant_service.record_consent(participant, True)
     participant_service.finish_instructions(participant)
+    participant_service.task_page_served(participant)
     from app.schemas import ResponseSubmit
     from app.services.trials import record_response
 
@@ -633,6 +634,33 @@ def test_feedback_on_a_design_that_never_asks_is_refused(
     assert posted.status_code == 409
     participant = db_session.scalar(select(Participant).where(Participant.token == token))
     assert participant is not None and participant.feedback_text is None
+
+
+def test_answers_before_the_task_page_was_loaded_are_refused(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "never-loads-the-task"})
+    # Consent and instructions by form posts alone, as a script would: the task page that
+    # the instructions' redirect leads to is never loaded.
+    client.post(f"/p/{token}/consent", data={"decision": "agree"}, follow_redirects=False)
+    client.post(f"/p/{token}/instructions", follow_redirects=False)
+    refused = client.post(f"/api/p/{token}/responses", json=answer(0))
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "out_of_order"
+    assert "task page" in refused.json()["detail"]
+    participant = db_session.scalar(select(Participant).where(Participant.token == token))
+    assert participant is not None and participant.status == "in_progress"
+    stored = db_session.scalar(
+        select(func.count())
+        .select_from(TrialResponse)
+        .where(TrialResponse.participant_id == participant.id)
+    )
+    assert stored == 0
+    # Loading the page, as every browser does, opens the way.
+    assert "trial-config" in client.get(f"/p/{token}").text
+    assert client.post(f"/api/p/{token}/responses", json=answer(0)).status_code == 200
 
 
 @pytest.mark.parametrize("rt_ms", [0.0, 5.0, 811.0, 3_000.0])
