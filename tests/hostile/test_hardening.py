@@ -663,6 +663,54 @@ def test_answers_before_the_task_page_was_loaded_are_refused(
     assert client.post(f"/api/p/{token}/responses", json=answer(0)).status_code == 200
 
 
+FAST_FLAG_OFF = NO_FEEDBACK_DESIGN.replace(
+    "[[blocks]]", "[quality]\nmin_median_answer_interval_ms = 0\n\n[[blocks]]", 1
+)
+
+
+def test_implausibly_fast_sessions_are_flagged_in_the_export(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    from app.services.export import iter_participant_rows, iter_table_chunks
+
+    experiment = make_experiment(db_session, demo_set)
+    launched = make_launch(db_session, experiment)
+    db_session.commit()
+    tokens = []
+    for pid in ("script-1", "person-1"):
+        token = enrol(client, launched.link_code, {"PROLIFIC_PID": pid})
+        start_task(client, token)
+        for i in range(13):  # within a second, as a script answers
+            assert client.post(f"/api/p/{token}/responses", json=answer(i)).status_code == 200
+        tokens.append(token)
+    # The second one answered as people do: every 2.5 s after the task page.
+    person = db_session.scalar(select(Participant).where(Participant.token == tokens[1]))
+    assert person is not None and person.task_page_at is not None
+    for row in db_session.scalars(
+        select(TrialResponse).where(TrialResponse.participant_id == person.id)
+    ):
+        row.received_at = person.task_page_at + timedelta(seconds=2.5 * (row.trial_index + 1))
+    db_session.flush()
+    rows = list(iter_participant_rows(db_session, experiment, pseudonym_key=b"k" * 32))
+    assert [r["implausibly_fast"] for r in rows] == ["true", "false"]
+    assert float(rows[0]["median_answer_interval_ms"]) < 250
+    assert float(rows[1]["median_answer_interval_ms"]) == 2500.0
+    # Marked, not excluded: the outcome and completion code are the exclusions' business.
+    assert [r["excluded"] for r in rows] == ["false", "false"]
+    csv_text = "".join(
+        iter_table_chunks("participants", db_session, experiment, pseudonym_key=b"k" * 32)
+    )
+    assert "median_answer_interval_ms,implausibly_fast" in csv_text.splitlines()[0]
+    # A design may turn the flag off: not judged.
+    token, _ = _running(client, db_session, demo_set, "script-2", FAST_FLAG_OFF)
+    for i in range(3):
+        assert client.post(f"/api/p/{token}/responses", json=answer(i)).status_code == 200
+    quiet = db_session.scalar(select(Participant).where(Participant.token == token))
+    assert quiet is not None
+    (row,) = iter_participant_rows(db_session, quiet.experiment, pseudonym_key=b"k" * 32)
+    assert row["implausibly_fast"] == "" and row["median_answer_interval_ms"] != ""
+
+
 @pytest.mark.parametrize("rt_ms", [0.0, 5.0, 811.0, 3_000.0])
 def test_an_rt_that_disagrees_with_its_own_stamps_is_refused(
     client: TestClient, db_session: Session, demo_set: StimulusSet, rt_ms: float
