@@ -29,7 +29,7 @@ from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
 from app.models import AuditLog, Participant, StimulusSet, TrialResponse, User
 from app.services import auth
 from app.services import participants as participant_service
-from app.services.blobs import BlobStore
+from app.services.blobs import BlobStore, served_name
 from app.services.stimuli import image_hashes, import_stimulus_set
 from app.stimuli import extracted_zip
 from app.templating import script_hash
@@ -476,6 +476,40 @@ def test_image_urls_cannot_be_computed_from_image_content(
             assert name not in content_hashes
     # Each experiment has names of its own.
     assert not urls[0] & urls[1]
+
+
+def test_keyed_image_files_belong_to_the_experiment_not_to_a_participant(
+    client: TestClient, db_session: Session, demo_set: StimulusSet, stimuli_dir: Path
+) -> None:
+    """GDPR deletion removes a participant's rows; on disk there is nothing of theirs to remove:
+    the keyed hard links are made once per experiment, and every participant is served them."""
+    from app.services.audit import delete_participant
+
+    root = stimuli_dir / "blobs"
+    experiment = make_experiment(db_session, demo_set, blobs=BlobStore(root))
+    launched = make_launch(db_session, experiment)
+    owner = make_user(db_session)
+    db_session.commit()
+    files = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+    tokens = [enrol(client, launched.link_code, {"PROLIFIC_PID": f"gdpr-{n}"}) for n in range(2)]
+    served = [set(IMAGE_URL.findall(json.dumps(start_task(client, t)["step"]))) for t in tokens]
+    # Every name served to either participant is the experiment's name of a set image.
+    key = experiment.image_key
+    assert key is not None
+    names = {
+        served_name(key, sha) for sha in image_hashes(db_session, demo_set.id, "lossless").values()
+    }
+    assert served[0] and served[1] and {n for n, _ in served[0] | served[1]} <= names
+    assert client.post(f"/api/p/{tokens[0]}/responses", json=answer(0)).status_code == 200
+    gone = db_session.scalar(select(Participant).where(Participant.token == tokens[0]))
+    assert gone is not None
+    delete_participant(db_session, owner, gone)
+    db_session.commit()
+    # Enrolling, answering and deleting wrote and removed no file; the other participant's
+    # images are still served.
+    assert {p.relative_to(root) for p in root.rglob("*") if p.is_file()} == files
+    for name, ext in served[1]:
+        assert client.get(f"/img/{name}.{ext}").status_code == 200
 
 
 def test_exports_of_keyed_experiments_show_content_hashes(
