@@ -157,6 +157,25 @@ def test_production_sends_hsts_hides_the_schema_and_refuses_forged_hosts(
     assert "evil.example" not in forged.headers.get("location", "")
 
 
+def test_production_answers_the_extra_trusted_hosts_and_no_others(
+    settings: Settings, db_session: Session
+) -> None:
+    from app.main import create_app
+
+    prod = settings.model_copy(
+        update={
+            "env": "prod",
+            "base_url": "https://study.example.org",
+            "trusted_hosts": " WWW.study.example.org, *.lab.example.org ,",
+        }
+    )
+    with TestClient(create_app(prod), base_url="https://study.example.org") as prod_client:
+        for host in ("study.example.org", "www.study.example.org", "pc7.lab.example.org"):
+            assert prod_client.get("/healthz", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "lab.example.org.evil.example", "example.org"):
+            assert prod_client.get("/healthz", headers={"host": host}).status_code == 400, host
+
+
 # --- rows 4, 8: client addresses through nginx, access logs ----------------------------------
 
 
