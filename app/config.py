@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-secret-key"})
 SECRET_KEY_FILE = "secret_key"
+HOST_PATTERN = re.compile(
+    r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+"""A host name (or IPv4 address), optionally `*.` for its subdomains: what Starlette's
+TrustedHostMiddleware compares the Host header with (a bare `*` would turn the check off)."""
 
 
 def default_home() -> Path:
@@ -50,6 +56,10 @@ class Settings(BaseSettings):
     log_json: bool = False
     base_url: str = "http://127.0.0.1:8000"
     """Public address used in printed participant links."""
+    trusted_hosts: str = ""
+    """Host names a production server answers besides the host of `base_url` (and `localhost`,
+    `127.0.0.1`), comma-separated: a second domain or the name a load balancer's health check
+    uses, e.g. `www.study.example.org,*.study.example.org` (`*.` covers subdomains)."""
     max_body_bytes: int = 16 * 1024
     """Largest JSON body accepted by the participant API."""
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -91,6 +101,20 @@ class Settings(BaseSettings):
         if "stimuli_dir" not in self.model_fields_set:
             self.stimuli_dir = self.home / "stimuli"
         return self
+
+    @model_validator(mode="after")
+    def _host_names(self) -> Settings:
+        bad = [h for h in self.trusted_host_names() if not HOST_PATTERN.match(h)]
+        if bad:
+            raise ValueError(
+                f"PSYCHVIS_TRUSTED_HOSTS: {', '.join(repr(h) for h in bad)} is not a host name "
+                "(give names like study.example.org or *.example.org, no scheme, port or path)"
+            )
+        return self
+
+    def trusted_host_names(self) -> tuple[str, ...]:
+        """`trusted_hosts` as a list: trimmed, lower-case, empty entries left out."""
+        return tuple(h for h in (p.strip().lower() for p in self.trusted_hosts.split(",")) if h)
 
     @model_validator(mode="after")
     def _reject_placeholder_secret(self) -> Settings:

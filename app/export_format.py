@@ -405,6 +405,23 @@ _PARTICIPANT_SPECS: tuple[ColumnSpec, ...] = (
         "Screen height in CSS px as the landing page saw it at the start.",
         nullable=True,
     ),
+    ColumnSpec(
+        "median_answer_interval_ms",
+        "float",
+        "Median time between consecutive answers as the server received them, the first from "
+        "the task page being served, ms (server clock); empty without an interval to measure.",
+        nullable=True,
+    ),
+    ColumnSpec(
+        "implausibly_fast",
+        "bool",
+        "Quality flag: `median_answer_interval_ms` below the design's `[quality] "
+        "min_median_answer_interval_ms` (default 250 ms): answers faster than people answer, "
+        "e.g. a script. Not an exclusion (`excluded` does not include it); empty when not "
+        "judged (no interval, or the flag turned off).",
+        allowed=(BOOL_TRUE, BOOL_FALSE),
+        nullable=True,
+    ),
 )
 
 _EVENT_SPECS: tuple[ColumnSpec, ...] = (

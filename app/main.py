@@ -326,5 +326,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     if settings.env == "prod":
         # A forged Host would otherwise end up in redirects (trailing slash) and absolute links.
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings.base_url))
+        app.add_middleware(
+            TrustedHostMiddleware,
+            allowed_hosts=allowed_hosts(settings.base_url, settings.trusted_host_names()),
+        )
     return app

@@ -165,6 +165,8 @@ class Participant(Base):
     consented_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     instructions_shown_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     instructions_done_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    task_page_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    """When the task page was first served; answers are refused before it (None)."""
     completed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     user_agent: Mapped[str | None] = mapped_column(String(400))

@@ -3,7 +3,7 @@ the Content-Security-Policy and the allowed Host names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
@@ -88,8 +88,8 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def allowed_hosts(base_url: str) -> list[str]:
-    """The Host names a production server answers: the public one of `base_url`, and the local
-    names its own health check uses."""
+def allowed_hosts(base_url: str, extra: Iterable[str] = ()) -> list[str]:
+    """The Host names a production server answers: the public one of `base_url`, the local
+    names its own health check uses, and `extra` (`PSYCHVIS_TRUSTED_HOSTS`)."""
     host = urlsplit(base_url).hostname or "localhost"
-    return sorted({host, "localhost", "127.0.0.1"})
+    return sorted({host, "localhost", "127.0.0.1", *extra})

@@ -125,6 +125,27 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
             )
         )
         conn.execute(
+            insert(meta.tables["participant"]).values(
+                id=2,
+                token="t2",
+                experiment_id=1,
+                experiment_session_id=1,
+                participant_number=2,
+                platform="lab",
+                platform_data={},
+                seed="y",
+                status="in_progress",
+                test_mode=False,
+                n_trials=0,
+                blocks=[],
+                excluded=False,
+                exclusion_reasons=[],
+                created_at=now,
+                consented_at=now,
+                instructions_done_at=now,
+            )
+        )
+        conn.execute(
             insert(meta.tables["scheduled_trial"]).values(
                 id=1,
                 participant_id=1,
@@ -162,7 +183,16 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
     meta = MetaData()
     meta.reflect(fresh_engine)
     with fresh_engine.connect() as conn:
-        assert conn.execute(select(meta.tables["participant"].c.token)).scalars().all() == ["t"]
+        participant = meta.tables["participant"]
+        assert conn.execute(
+            select(participant.c.token).order_by(participant.c.id)
+        ).scalars().all() == ["t", "t2"]
+        # Participants past the instructions had been served the task page: their answers go
+        # on being taken; the one still at consent has not.
+        shown = dict(conn.execute(select(participant.c.token, participant.c.task_page_at)).all())
+        assert shown["t"] is None
+        at = shown["t2"]
+        assert at is not None and (at if at.tzinfo else at.replace(tzinfo=UTC)) == now
         # Answers hang off participants (ON DELETE CASCADE): a table copy must not delete them.
         assert conn.execute(
             select(meta.tables["trial_response"].c.response_uuid)
@@ -182,7 +212,7 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
             True,
         )
     # Back to the revision before generic answers: the old columns hold the same values.
-    downgrade(fresh_engine, "c41e7a9d2b88")
+    downgrade(fresh_engine, "e5a91c3f7d20")
     meta = MetaData()
     meta.reflect(fresh_engine)
     with fresh_engine.connect() as conn:

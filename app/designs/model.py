@@ -292,6 +292,16 @@ class ExclusionSpec(_Model):
         return self
 
 
+class QualitySpec(_Model):
+    """Quality flags in the export (docs/designs.md, `[quality]`): marked, never excluded."""
+
+    min_median_answer_interval_ms: float = Field(default=250.0, ge=0, le=60_000)
+    """A participant whose answers reached the server at a median interval below this is
+    flagged `implausibly_fast` in participants.csv (0: no flag). Between two answers a browser
+    shows the blank screen and the next trial and waits for the press: 250 ms leaves a median
+    response time of about 150 ms, faster than people choose between two images."""
+
+
 class TextsSpec(_Model):
     consent: str | None = None
     instructions: str | None = None
@@ -331,6 +341,7 @@ class Design(_Model):
     images: ImagesSpec = ImagesSpec()
     batches: BatchesSpec = BatchesSpec()
     exclusions: ExclusionSpec = ExclusionSpec()
+    quality: QualitySpec = QualitySpec()
     texts: TextsSpec = TextsSpec()
     free_text_feedback: bool = False
 

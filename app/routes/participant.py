@@ -300,6 +300,7 @@ def _participant_page(
         if pending == "feedback":
             return templates.TemplateResponse(request, "participant/feedback.html", context)
         return templates.TemplateResponse(request, "participant/finish.html", context)
+    participant_service.task_page_served(participant)
     context["config"] = {
         "token": participant.token,
         "api": f"/api/p/{participant.token}",

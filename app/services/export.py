@@ -35,6 +35,7 @@ from app.models import (
 )
 from app.services.experiments import design_of
 from app.services.participants import content_names
+from app.services.quality import implausibly_fast, median_answer_interval_ms
 from app.tasks import task_of
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -314,10 +315,16 @@ def iter_participant_rows(
     if not include_test:
         query = query.where(Participant.test_mode.is_(False))
     mode = platform_id_mode or experiment.platform_id_export
+    min_interval_ms = design_of(experiment).quality.min_median_answer_interval_ms
+    answer_times = _answer_times(session, experiment, include_test=include_test)
     for participant, link_code, n_answered in session.execute(query):
         platform_id = participant.platform_id or ""
         if platform_id and mode == "pseudonymised":
             platform_id = pseudonymise(pseudonym_key, experiment.slug, platform_id)
+        interval_ms = median_answer_interval_ms(
+            participant.task_page_at, answer_times.of(participant.participant_number)
+        )
+        fast = implausibly_fast(interval_ms, min_interval_ms)
         yield {
             "experiment": experiment.slug,
             "session": link_code,
@@ -346,7 +353,40 @@ def iter_participant_rows(
             "feedback_at": _iso(participant.feedback_at),
             "screen_w_px": "" if participant.screen_w_px is None else participant.screen_w_px,
             "screen_h_px": "" if participant.screen_h_px is None else participant.screen_h_px,
+            "median_answer_interval_ms": "" if interval_ms is None else round(interval_ms, 1),
+            "implausibly_fast": "" if fast is None else _bool(fast),
         }
+
+
+class _AnswerTimes:
+    """The server receipt times of each participant's answers, streamed in participant-number
+    order beside the participant rows (`of` is asked in that order)."""
+
+    def __init__(self, rows: Iterator[tuple[int, datetime]]) -> None:
+        self._rows = rows
+        self._next: tuple[int, datetime] | None = next(rows, None)
+
+    def of(self, participant_number: int) -> list[datetime]:
+        times: list[datetime] = []
+        while self._next is not None and self._next[0] <= participant_number:
+            number, received = self._next
+            if number == participant_number:
+                times.append(received)
+            self._next = next(self._rows, None)
+        return times
+
+
+def _answer_times(session: Session, experiment: Experiment, *, include_test: bool) -> _AnswerTimes:
+    query = (
+        select(Participant.participant_number, TrialResponse.received_at)
+        .join(Participant, TrialResponse.participant_id == Participant.id)
+        .where(Participant.experiment_id == experiment.id)
+        .order_by(Participant.participant_number, TrialResponse.received_at)
+        .execution_options(yield_per=STREAM_CHUNK)
+    )
+    if not include_test:
+        query = query.where(Participant.test_mode.is_(False))
+    return _AnswerTimes((number, received) for number, received in session.execute(query))
 
 
 def iter_event_rows(

@@ -8,9 +8,10 @@ a block end (feedback, practice repeats, exclusions), a next trial whose images 
 earlier answers, a paused study, SQLite — is left to the general path, in the same transaction,
 so the two paths cannot disagree on what is stored.
 
-The statement checks what the general path checks before storing (participant in progress,
-study open, the trial is the current one: answered + skipped trials = its index, its images
-are known), and stores with the same `ON CONFLICT DO NOTHING` on the same unique keys.
+The statement checks what the general path checks before storing (participant in progress and
+served the task page, study open, the trial is the current one: answered + skipped trials = its
+index, its images are known), and stores with the same `ON CONFLICT DO NOTHING` on the same
+unique keys.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ WITH p AS (
     FROM participant p
     JOIN experiment_session s ON s.id = p.experiment_session_id
     WHERE p.token = %(token)s::text AND p.status = '{ParticipantStatus.IN_PROGRESS.value}' AND s.status = 'open'
+      AND p.task_page_at IS NOT NULL
 ), cur AS (
     SELECT t.id, t.trial_index, t.block_index, t.solution, t.feedback, p.id AS participant_id
     FROM p

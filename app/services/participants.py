@@ -421,6 +421,16 @@ def finish_instructions(participant: Participant) -> None:
         transition(participant, ParticipantStatus.IN_PROGRESS, now=utc_now())
 
 
+def task_page_served(participant: Participant) -> None:
+    """The task page was served: from now on answers are taken (the first time is kept).
+
+    A browser loads the task page before it can answer; a client posting answers straight to
+    the API without it is refused (`trials.record_response`, `fast_answer.ANSWER_SQL`).
+    """
+    if participant.task_page_at is None:
+        participant.task_page_at = utc_now()
+
+
 def touch_last_seen(participant: Participant, now: datetime) -> None:
     """Record that the participant is active; a write only when the stored time is stale.
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -127,3 +130,29 @@ def apply_exclusions(
     participant.excluded = bool(reasons)
     participant.exclusion_reasons = list(reasons)
     return list(reasons)
+
+
+def median_answer_interval_ms(
+    task_page_at: datetime | None, received: Iterable[datetime]
+) -> float | None:
+    """The median time between consecutive answers as the server received them, the first
+    counted from the task page being served (server clock only: a client cannot fake it).
+
+    None without an interval to measure (no answer, or one answer and no task page time).
+    """
+    times = sorted(t for t in (_aware(r) for r in received) if t is not None)
+    start = _aware(task_page_at)
+    if start is not None and (not times or start <= times[0]):
+        times.insert(0, start)
+    if len(times) < 2:
+        return None
+    return statistics.median((b - a).total_seconds() * 1000 for a, b in pairwise(times))
+
+
+def implausibly_fast(median_interval_ms: float | None, min_median_ms: float) -> bool | None:
+    """Whether answers came faster than people answer (the design's `[quality]`
+    `min_median_answer_interval_ms`); None when not judged (nothing measured, or the flag is
+    off: 0)."""
+    if median_interval_ms is None or min_median_ms <= 0:
+        return None
+    return median_interval_ms < min_median_ms

@@ -51,6 +51,8 @@ def _check_active(participant: Participant) -> None:
         if participant.status == ParticipantStatus.COMPLETED:
             raise OutOfOrder("the study is finished; no more answers are taken")
         raise OutOfOrder("the study has not started (consent and instructions first)")
+    if participant.task_page_at is None:
+        raise OutOfOrder("the task page was not loaded: open the study link to answer")
 
 
 def _fill_repeated_if_needed(

@@ -48,6 +48,7 @@ def enrol(client: httpx.Client, link: str, finish: bool) -> str:
     token = client.post(f"/s/{link}/start", data={"PROLIFIC_PID": pid}).headers["location"][3:]
     client.post(f"/p/{token}/consent", data={"decision": "agree"})
     client.post(f"/p/{token}/instructions")
+    client.get(f"/p/{token}")  # the task page: answers are taken once it was served
     if finish:
         step = client.get(f"/api/p/{token}/next").json()
         while step["step"] == "trial":

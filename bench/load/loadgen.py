@@ -8,7 +8,8 @@ Like the browser it also loads the participant page after every form post (the 3
 consent, instructions, task and done pages; the task page carries the first step, so then no
 GET /next) and posts a heartbeat to /events every 15 s of a
 session (`static/trial.js`; sent between two trials, where the browser's timer sends it beside
-them); `--api-only` leaves both out (only the API calls).
+them); `--api-only` leaves both out (only the API calls and the task page, loaded once: answers
+are refused until it was served, as for a browser).
 It reports per endpoint throughput and p50/p95/p99 latency, errors, the server's own
 `Server-Timing: app;dur` for the answer path, and with `--verify-dsn` checks in Postgres that
 every acknowledged answer is stored exactly once and no other row exists for its participants.
@@ -270,11 +271,14 @@ async def run_session(
     """One participant from the landing page to completion (or until the run stops).
 
     With `browser`, also the requests the browser sends besides the API calls: the participant
-    page after each form post and the task page's heartbeats.
+    page after each form post and the task page's heartbeats. The task page is loaded either
+    way: the server takes no answers before it was served.
     """
 
-    async def page() -> Reply | None:
-        return await call(client, stats, "page", "GET", f"/p/{token}") if browser else None
+    async def page(always: bool = False) -> Reply | None:
+        if not (browser or always):
+            return None
+        return await call(client, stats, "page", "GET", f"/p/{token}")
 
     started_at = time.perf_counter()
     await call(client, stats, "landing", "GET", f"/s/{link}", params={"PROLIFIC_PID": pid})
@@ -301,7 +305,7 @@ async def run_session(
     )
     await page()  # instructions
     await call(client, stats, "instructions", "POST", f"/p/{token}/instructions", ok_status=(303,))
-    task = await page()
+    task = await page(always=True)
     task_loaded = time.monotonic()
     next_beat = task_loaded + HEARTBEAT_S
     # The task page carries the first step (static/trial.js uses it); the API asks /next.

@@ -98,6 +98,7 @@ def main(
             )
             participant_service.record_consent(participant, True)
             participant_service.finish_instructions(participant)
+            participant_service.task_page_served(participant)
             tokens.append(participant.token)
         session.commit()
     rng = random.Random(1)

@@ -1,8 +1,8 @@
 """CPU per request of the whole participant flow, through the real ASGI app, one at a time.
 
 Drives the app in-process (no sockets, no HTTP parser, no client) with the generator's own
-sequence — landing, enrol, consent, instructions, `/next`, every answer, completion, and the
-pages and heartbeat a browser adds (`--api-only`: without them) — one request at a time, and
+sequence — landing, enrol, consent, instructions, the task page, every answer, completion, and
+the other pages and heartbeat a browser adds (`--api-only`: without them) — one request at a time, and
 reports for each endpoint the app process's CPU (event loop and thread
 pool together, `time.process_time`) and the CPU of this database's Postgres backends (their
 run time from /proc/PID/schedstat). The sum per participant, divided by its answers, is
@@ -195,8 +195,10 @@ async def one_participant(
     about one heartbeat interval).
     """
 
-    async def page() -> bytes | None:
-        return (await driver.request("page", "GET", f"/p/{token}"))[2] if browser else None
+    async def page(always: bool = False) -> bytes | None:
+        if not (browser or always):
+            return None
+        return (await driver.request("page", "GET", f"/p/{token}"))[2]
 
     await driver.request("landing", "GET", f"/s/{link}", query={"PROLIFIC_PID": pid})
     _, headers, _ = await driver.request(
@@ -213,7 +215,7 @@ async def one_participant(
     )
     await page()
     await driver.request("instructions", "POST", f"/p/{token}/instructions", ok=(303,))
-    task = await page()
+    task = await page(always=True)  # answers are refused before the task page was served
     step = task_step(task.decode()) if task is not None else None
     if step is None:
         step = json.loads((await driver.request("next", "GET", f"/api/p/{token}/next"))[2])

@@ -8,7 +8,7 @@ trial so far is a 2-AFC trial, its solution is the side of the maximally activat
 answer `{"response", "confidence"}` from the old columns. The downgrade restores them.
 
 Revision ID: 9d4e2b7a6f31
-Revises: c41e7a9d2b88
+Revises: e5a91c3f7d20
 Create Date: 2026-12-06 10:30:00+00:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "9d4e2b7a6f31"
-down_revision: str | None = "c41e7a9d2b88"
+down_revision: str | None = "e5a91c3f7d20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

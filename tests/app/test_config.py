@@ -59,3 +59,16 @@ def test_prod_refuses_to_start_without_a_secret_key(
     with pytest.raises(ValidationError, match="PSYCHVIS_SECRET_KEY"):
         get_settings()
     assert not env_home.exists()
+
+
+def test_extra_trusted_hosts_come_from_the_environment_and_must_be_host_names(
+    env_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PSYCHVIS_TRUSTED_HOSTS", "www.study.example.org, *.Lab.example.org,")
+    assert Settings().trusted_host_names() == ("www.study.example.org", "*.lab.example.org")
+    monkeypatch.delenv("PSYCHVIS_TRUSTED_HOSTS")
+    assert Settings().trusted_host_names() == ()
+    for bad in ("*", "https://study.example.org", "study.example.org:443", "a/b", "a b", "*.*.x"):
+        monkeypatch.setenv("PSYCHVIS_TRUSTED_HOSTS", f"ok.example.org,{bad}")
+        with pytest.raises(ValidationError, match="PSYCHVIS_TRUSTED_HOSTS"):
+            Settings()

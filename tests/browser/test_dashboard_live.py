@@ -90,6 +90,7 @@ def _participant_answers(base: str, link: str, n_answers: int | None) -> str:
         token = start.headers["location"].removeprefix("/p/")
         assert http.post(f"/p/{token}/consent", data={"decision": "agree"}).status_code == 303
         assert http.post(f"/p/{token}/instructions").status_code == 303
+        assert http.get(f"/p/{token}").status_code == 200  # the task page, as a browser loads it
         n_trials = http.get(f"/api/p/{token}/next").json()["n_trials"]
         for index in range(n_trials if n_answers is None else n_answers):
             body = {

@@ -26,10 +26,10 @@ from app.config import Settings
 from app.db import utc_now
 from app.designs.errors import DesignInvalid
 from app.errors import InvalidInput, ManifestInvalid, SessionUnavailable
-from app.models import AuditLog, Participant, StimulusSet, User
+from app.models import AuditLog, Participant, StimulusSet, TrialResponse, User
 from app.services import auth
 from app.services import participants as participant_service
-from app.services.blobs import BlobStore
+from app.services.blobs import BlobStore, served_name
 from app.services.stimuli import image_hashes, import_stimulus_set
 from app.stimuli import extracted_zip
 from app.templating import script_hash
@@ -155,6 +155,25 @@ def test_production_sends_hsts_hides_the_schema_and_refuses_forged_hosts(
     )
     assert forged.status_code == 400
     assert "evil.example" not in forged.headers.get("location", "")
+
+
+def test_production_answers_the_extra_trusted_hosts_and_no_others(
+    settings: Settings, db_session: Session
+) -> None:
+    from app.main import create_app
+
+    prod = settings.model_copy(
+        update={
+            "env": "prod",
+            "base_url": "https://study.example.org",
+            "trusted_hosts": " WWW.study.example.org, *.lab.example.org ,",
+        }
+    )
+    with TestClient(create_app(prod), base_url="https://study.example.org") as prod_client:
+        for host in ("study.example.org", "www.study.example.org", "pc7.lab.example.org"):
+            assert prod_client.get("/healthz", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "lab.example.org.evil.example", "example.org"):
+            assert prod_client.get("/healthz", headers={"host": host}).status_code == 400, host
 
 
 # --- rows 4, 8: client addresses through nginx, access logs ----------------------------------
@@ -478,6 +497,40 @@ def test_image_urls_cannot_be_computed_from_image_content(
     assert not urls[0] & urls[1]
 
 
+def test_keyed_image_files_belong_to_the_experiment_not_to_a_participant(
+    client: TestClient, db_session: Session, demo_set: StimulusSet, stimuli_dir: Path
+) -> None:
+    """GDPR deletion removes a participant's rows; on disk there is nothing of theirs to remove:
+    the keyed hard links are made once per experiment, and every participant is served them."""
+    from app.services.audit import delete_participant
+
+    root = stimuli_dir / "blobs"
+    experiment = make_experiment(db_session, demo_set, blobs=BlobStore(root))
+    launched = make_launch(db_session, experiment)
+    owner = make_user(db_session)
+    db_session.commit()
+    files = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+    tokens = [enrol(client, launched.link_code, {"PROLIFIC_PID": f"gdpr-{n}"}) for n in range(2)]
+    served = [set(IMAGE_URL.findall(json.dumps(start_task(client, t)["step"]))) for t in tokens]
+    # Every name served to either participant is the experiment's name of a set image.
+    key = experiment.image_key
+    assert key is not None
+    names = {
+        served_name(key, sha) for sha in image_hashes(db_session, demo_set.id, "lossless").values()
+    }
+    assert served[0] and served[1] and {n for n, _ in served[0] | served[1]} <= names
+    assert client.post(f"/api/p/{tokens[0]}/responses", json=answer(0)).status_code == 200
+    gone = db_session.scalar(select(Participant).where(Participant.token == tokens[0]))
+    assert gone is not None
+    delete_participant(db_session, owner, gone)
+    db_session.commit()
+    # Enrolling, answering and deleting wrote and removed no file; the other participant's
+    # images are still served.
+    assert {p.relative_to(root) for p in root.rglob("*") if p.is_file()} == files
+    for name, ext in served[1]:
+        assert client.get(f"/img/{name}.{ext}").status_code == 200
+
+
 def test_exports_of_keyed_experiments_show_content_hashes(
     db_session: Session, demo_set: StimulusSet, stimuli_dir: Path
 ) -> None:
@@ -488,6 +541,7 @@ def test_exports_of_keyed_experiments_show_content_hashes(
     participant, _ = participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "exp-1"})
     participant_service.record_consent(participant, True)
     participant_service.finish_instructions(participant)
+    participant_service.task_page_served(participant)
     from app.schemas import ResponseSubmit
     from app.services.trials import record_response
 
@@ -633,6 +687,81 @@ def test_feedback_on_a_design_that_never_asks_is_refused(
     assert posted.status_code == 409
     participant = db_session.scalar(select(Participant).where(Participant.token == token))
     assert participant is not None and participant.feedback_text is None
+
+
+def test_answers_before_the_task_page_was_loaded_are_refused(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    token = enrol(client, launched.link_code, {"PROLIFIC_PID": "never-loads-the-task"})
+    # Consent and instructions by form posts alone, as a script would: the task page that
+    # the instructions' redirect leads to is never loaded.
+    client.post(f"/p/{token}/consent", data={"decision": "agree"}, follow_redirects=False)
+    client.post(f"/p/{token}/instructions", follow_redirects=False)
+    refused = client.post(f"/api/p/{token}/responses", json=answer(0))
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "out_of_order"
+    assert "task page" in refused.json()["detail"]
+    participant = db_session.scalar(select(Participant).where(Participant.token == token))
+    assert participant is not None and participant.status == "in_progress"
+    stored = db_session.scalar(
+        select(func.count())
+        .select_from(TrialResponse)
+        .where(TrialResponse.participant_id == participant.id)
+    )
+    assert stored == 0
+    # Loading the page, as every browser does, opens the way.
+    assert "trial-config" in client.get(f"/p/{token}").text
+    assert client.post(f"/api/p/{token}/responses", json=answer(0)).status_code == 200
+
+
+FAST_FLAG_OFF = NO_FEEDBACK_DESIGN.replace(
+    "[[blocks]]", "[quality]\nmin_median_answer_interval_ms = 0\n\n[[blocks]]", 1
+)
+
+
+def test_implausibly_fast_sessions_are_flagged_in_the_export(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    from app.services.export import iter_participant_rows, iter_table_chunks
+
+    experiment = make_experiment(db_session, demo_set)
+    launched = make_launch(db_session, experiment)
+    db_session.commit()
+    tokens = []
+    for pid in ("script-1", "person-1"):
+        token = enrol(client, launched.link_code, {"PROLIFIC_PID": pid})
+        start_task(client, token)
+        for i in range(13):  # within a second, as a script answers
+            assert client.post(f"/api/p/{token}/responses", json=answer(i)).status_code == 200
+        tokens.append(token)
+    # The second one answered as people do: every 2.5 s after the task page.
+    person = db_session.scalar(select(Participant).where(Participant.token == tokens[1]))
+    assert person is not None and person.task_page_at is not None
+    for row in db_session.scalars(
+        select(TrialResponse).where(TrialResponse.participant_id == person.id)
+    ):
+        row.received_at = person.task_page_at + timedelta(seconds=2.5 * (row.trial_index + 1))
+    db_session.flush()
+    rows = list(iter_participant_rows(db_session, experiment, pseudonym_key=b"k" * 32))
+    assert [r["implausibly_fast"] for r in rows] == ["true", "false"]
+    assert float(rows[0]["median_answer_interval_ms"]) < 250
+    assert float(rows[1]["median_answer_interval_ms"]) == 2500.0
+    # Marked, not excluded: the outcome and completion code are the exclusions' business.
+    assert [r["excluded"] for r in rows] == ["false", "false"]
+    csv_text = "".join(
+        iter_table_chunks("participants", db_session, experiment, pseudonym_key=b"k" * 32)
+    )
+    assert "median_answer_interval_ms,implausibly_fast" in csv_text.splitlines()[0]
+    # A design may turn the flag off: not judged.
+    token, _ = _running(client, db_session, demo_set, "script-2", FAST_FLAG_OFF)
+    for i in range(3):
+        assert client.post(f"/api/p/{token}/responses", json=answer(i)).status_code == 200
+    quiet = db_session.scalar(select(Participant).where(Participant.token == token))
+    assert quiet is not None
+    (row,) = iter_participant_rows(db_session, quiet.experiment, pseudonym_key=b"k" * 32)
+    assert row["implausibly_fast"] == "" and row["median_answer_interval_ms"] != ""
 
 
 @pytest.mark.parametrize("rt_ms", [0.0, 5.0, 811.0, 3_000.0])

@@ -111,6 +111,16 @@ def test_bad_values_and_syntax_are_refused() -> None:
     assert "give either [[blocks]] or [[sections]]" in errors_of(GOOD.split("[[blocks]]")[0])
 
 
+def test_the_fast_session_flag_has_a_default_a_setting_and_a_range() -> None:
+    assert parse_design(GOOD, "custom").quality.min_median_answer_interval_ms == 250
+    stricter = GOOD + "\n[quality]\nmin_median_answer_interval_ms = 400\n"
+    assert parse_design(stricter, "custom").quality.min_median_answer_interval_ms == 400
+    off = GOOD + "\n[quality]\nmin_median_answer_interval_ms = 0\n"
+    assert parse_design(off, "custom").quality.min_median_answer_interval_ms == 0
+    negative = GOOD + "\n[quality]\nmin_median_answer_interval_ms = -1\n"
+    assert "quality.min_median_answer_interval_ms" in errors_of(negative)
+
+
 def test_unknown_preset_and_missing_file() -> None:
     with pytest.raises(DesignInvalid, match="did you mean 'paper-exp1'"):
         preset_text("paper_exp1")

@@ -23,6 +23,7 @@ def test_insert_race_stores_once_and_answers_duplicate_or_conflict(
     participant, _ = participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "race"})
     participant_service.record_consent(participant, True)
     participant_service.finish_instructions(participant)
+    participant_service.task_page_served(participant)
     db_session.flush()
     # Both rival requests read "trial 0 is current" before either stored its answer.
     monkeypatch.setattr(trial_service, "done_count", lambda session, participant_id: 0)
