@@ -20,8 +20,8 @@ RUNNER_MODULES = (
     "timing.js",
     "timers.js",
 )
-"""The task page's own ES modules (static/trial.js and what it imports); the trial types'
-modules under static/tasks/ are found on disk (`task_modules`)."""
+"""The task page's ES modules outside static/tasks/: the runner (static/trial.js) and the
+helpers it and the trial types share; the types' modules are found on disk (`task_modules`)."""
 
 
 @lru_cache(maxsize=512)

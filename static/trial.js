@@ -418,7 +418,7 @@ async function respond(p, trial, view, prepared, timing, t) {
 }
 
 /** The POST body of an answer: what every answer has, and the type's own fields. */
-function answerBody(trial, task, answered, flags, scale) {
+function requestBody(trial, task, answered, flags, scale) {
   const fi = answered.frames.summary();
   return {
     response_uuid: uuid4(),
@@ -483,7 +483,7 @@ async function runTrial(p, trial, task, view) {
     finish();
     throw err;
   }
-  const outcomeP = p.api.submitAnswer(answerBody(trial, task, answered, flags, view.scale)); // in localStorage before the request goes out
+  const outcomeP = p.api.submitAnswer(requestBody(trial, task, answered, flags, view.scale)); // in localStorage before the request goes out
 
   view.stage.dataset.phase = "feedback";
   try {
