@@ -26,6 +26,21 @@ export function roundMs(ms) {
   return Math.round(ms * 10) / 10;
 }
 
+/**
+ * The durations in `defaults` (ms), taken from `trial.timing` where it has a valid value
+ * (a finite number >= 0) and from `defaults` where not.
+ * @param {{timing?: object}} trial
+ * @param {Record<string, number>} defaults
+ */
+export function timingOf(trial, defaults) {
+  const t = { ...defaults };
+  for (const k of Object.keys(t)) {
+    const v = trial?.timing?.[k];
+    if (typeof v === "number" && Number.isFinite(v) && v >= 0) t[k] = v;
+  }
+  return t;
+}
+
 /** Running mean and max of the intervals between consecutive animation-frame timestamps. */
 export class FrameIntervalStats {
   constructor() {

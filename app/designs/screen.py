@@ -1,8 +1,8 @@
 """The trial screen's size in CSS pixels, for the screen check before consent.
 
-The numbers mirror static/trial.css (image 224 px, 10 px gaps in a grid, 40 px between the
-columns, 6 px query frames, the answer column, the title above each grid) and the task page
-around the stage (templates/participant/task.html: progress bar, question, key hint).
+The numbers mirror static/tasks/afc2/afc2.css (image 224 px, 10 px gaps in a grid, 40 px
+between the columns, 6 px query frames, the answer column, the title above each grid) and the
+task page around the stage (static/trial.css: progress bar, question, key hint).
 tests/browser/test_geometry.py measures the real page in Chromium and checks them.
 """
 

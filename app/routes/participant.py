@@ -46,6 +46,10 @@ from app.services.instructions import instruction_facts
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+TASK_TYPES = ("afc2",)
+"""The trial types whose markup the task page holds (templates/tasks/<type>.html, the page's
+scripts in static/tasks/). Every scheduled trial is a 2-AFC trial."""
+
 SECONDS_PER_TRIAL = 6
 """A rough duration per trial (answer + feedback) for the time estimate on the landing page."""
 
@@ -315,6 +319,7 @@ def _participant_page(
             session, participant, n_answered=n_done, ahead=settings.preload_ahead
         ),
     }
+    context["task_types"] = TASK_TYPES
     return templates.TemplateResponse(request, "participant/task.html", context)
 
 

@@ -98,12 +98,12 @@ def test_answer_to_next_onset_is_feedback_interval_plus_double_raf_on_all_45_tri
 
     Measured, per pair of consecutive trials k, k+1 of a block (42 pairs; 3 blocks of 15), in
     the page's clock, from the stored rows: interval = onset_ms[k+1] - answer_ms[k].
-    Expected by design (static/trial.js, static/timing.js): the black frame lasts choice_ms, or
-    until the server's acknowledgement if that comes later (ack = responseEnd of the POST, from
-    Resource Timing); then correct_ms of green frame and blank_ms of blank, during which the
-    next trial's images must already be decoded (preloading); then the images are inserted at
-    the next animation frame and onset is stamped at the frame after that (double rAF): onset
-    lies 1 to 2 frames after the blank ends (uniform vsync phase).
+    Expected by design (static/trial.js, static/tasks/afc2.js, static/timing.js): the black
+    frame lasts choice_ms, or until the server's acknowledgement if that comes later (ack =
+    responseEnd of the POST, from Resource Timing); then correct_ms of green frame and blank_ms
+    of blank, during which the next trial's images must already be decoded (preloading); then
+    the images are inserted at the next animation frame and onset is stamped at the frame after
+    that (double rAF): onset lies 1 to 2 frames after the blank ends (uniform vsync phase).
     So interval = max(choice_ms, ack) + correct_ms + blank_ms + offset, with the documented
     offset 1.5 F +- 0.5 F; the timers' slack (~1 ms each) counts against the tolerance.
     Asserted on every pair, on a machine with STRICT_CPUS or more: offset within one frame of

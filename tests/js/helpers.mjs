@@ -42,6 +42,10 @@ export function fakeClock() {
       frames.clear();
       for (const fn of due) fn(ts);
     },
+    /** The clock's time (ms): inside a timeout's callback, the time it was due. */
+    get now() {
+      return now;
+    },
     get pendingTimeouts() {
       return timeouts.size;
     },

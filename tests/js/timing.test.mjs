@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { createTimers } from "../../static/timers.js";
-import { FrameIntervalStats, roundMs, showAtNextFrame, startFrameLoop } from "../../static/timing.js";
+import { FrameIntervalStats, roundMs, showAtNextFrame, startFrameLoop, timingOf } from "../../static/timing.js";
 import { fakeClock, flush } from "./helpers.mjs";
 
 test("frame interval stats give mean and max of consecutive intervals", () => {
@@ -84,4 +84,13 @@ test("the frame loop records every frame until its group is cancelled", () => {
 test("roundMs keeps a tenth of a millisecond", () => {
   assert.equal(roundMs(1234.56), 1234.6);
   assert.equal(roundMs(0.04), 0);
+});
+
+test("timingOf takes the trial's valid durations and the defaults for the rest", () => {
+  const defaults = { blank_ms: 100, response_lock_ms: 0 };
+  assert.deepEqual(timingOf({ timing: { blank_ms: 50, response_lock_ms: 1500, choice_ms: 9 } }, defaults), { blank_ms: 50, response_lock_ms: 1500 });
+  assert.deepEqual(timingOf({ timing: { blank_ms: -1, response_lock_ms: "5" } }, defaults), defaults);
+  assert.deepEqual(timingOf({ timing: { blank_ms: Infinity } }, defaults), defaults);
+  assert.deepEqual(timingOf({}, defaults), defaults);
+  assert.deepEqual(timingOf(null, defaults), defaults);
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Preloader, trialSlots, trialUrls } from "../../static/display.js";
+import { Preloader } from "../../static/preloader.js";
 import { flush } from "./helpers.mjs";
 
 /** Fake images whose decode() the test settles by hand; `fail` says which loads fail. */
@@ -161,14 +161,4 @@ test("prune forgets decoded images that are no longer needed", async () => {
   assert.equal(p.state("a"), undefined);
   assert.equal(p.state("b"), "done");
   assert.equal(p.state("c"), "loading", "loads in progress are kept");
-});
-
-test("trial slots list references then queries; URLs are de-duplicated", () => {
-  const trial = {
-    references: { min: ["/img/m1", "/img/m2"], max: ["/img/x1", "/img/q"] },
-    queries: { upper: "/img/q", lower: "/img/m1" }, // a catch trial reuses references
-  };
-  assert.deepEqual(trialSlots(trial).map((s) => `${s.slot}${s.i}`), ["min0", "min1", "max0", "max1", "upper0", "lower0"]);
-  assert.deepEqual(trialUrls(trial), ["/img/m1", "/img/m2", "/img/x1", "/img/q"]);
-  assert.deepEqual(trialUrls({ references: { min: [], max: [] }, queries: { upper: "/u", lower: "/l" } }), ["/u", "/l"]);
 });
