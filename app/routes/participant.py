@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.designs.screen import window_needed_px
 from app.errors import Conflict, InvalidInput
 from app.lifecycle import ParticipantStatus
 from app.models import Participant
@@ -42,13 +41,10 @@ from app.services import trials as trial_service
 from app.services.answers import submit_answer
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
 from app.services.instructions import instruction_facts
+from app.tasks.afc2.screen import window_needed_px
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-TASK_TYPES = ("afc2",)
-"""The trial types whose markup the task page holds (templates/tasks/<type>.html, the page's
-scripts in static/tasks/). Every scheduled trial is a 2-AFC trial."""
 
 SECONDS_PER_TRIAL = 6
 """A rough duration per trial (answer + feedback) for the time estimate on the landing page."""
@@ -319,7 +315,8 @@ def _participant_page(
             session, participant, n_answered=n_done, ahead=settings.preload_ahead
         ),
     }
-    context["task_types"] = TASK_TYPES
+    # The markup and stylesheets of the trial types this schedule uses (templates/tasks/).
+    context["task_types"] = participant_service.task_types(session, participant.id)
     return templates.TemplateResponse(request, "participant/task.html", context)
 
 

@@ -466,6 +466,18 @@ def done_count(session: Session, participant_id: int) -> int:
     return session.scalar(select(answered + skipped)) or 0
 
 
+def task_types(session: Session, participant_id: int) -> list[str]:
+    """The trial types (`app.tasks`) of a participant's schedule, sorted."""
+    return list(
+        session.scalars(
+            select(ScheduledTrial.task)
+            .where(ScheduledTrial.participant_id == participant_id)
+            .distinct()
+            .order_by(ScheduledTrial.task)
+        )
+    )
+
+
 def pending_rating(
     session: Session, participant: Participant, position: str
 ) -> dict[str, Any] | None:

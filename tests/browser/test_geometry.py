@@ -6,7 +6,7 @@ and checks the protocol's layout (docs/protocol.md, "The task"; docs/participant
 all images one size s (224 px, or one uniform scale of it when the window is smaller), gaps
 of 10·s/224 px, the min grid left and the max grid right of the queries, the six buttons
 between the two queries, nothing overlapping, nothing outside the window. The stage size and
-the page around it must be what `app.designs.screen` computes for the landing page's screen
+the page around it must be what `app.tasks.afc2.screen` computes for the landing page's screen
 check, and the scale is stored with the answer (`display_scale`).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.designs.screen import IMAGE_PX, PAGE_CHROME_PX, REF_GAP_PX, stage_size_px
+from app.tasks.afc2.screen import IMAGE_PX, PAGE_CHROME_PX, REF_GAP_PX, stage_size_px
 from tests.browser.conftest import browser_settings, free_port, serve_app
 from tests.browser.harness import (
     create_set_and_experiments,

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from app import designs
 from app.config import Settings
-from app.designs.screen import window_needed_px
 from app.models import Participant, StimulusSet, TrialResponse
+from app.tasks.afc2.screen import window_needed_px
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
 from tests.app.test_designs_through_api import _import
 from tests.factories import make_experiment, make_launch
