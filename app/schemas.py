@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from app.answer import SubmittedAnswer
 from app.tasks import AnswerFields, answer_union, tasks
 
 MAX_RT_MS = 3_600_000.0
@@ -62,20 +63,28 @@ class ResponseSubmit(_Strict):
                 data["answer"] = {"task": "afc2", **flat}
         return data
 
-    @property
-    def fields(self) -> AnswerFields:
-        """The validated type-specific answer."""
-        answer: AnswerFields = self.answer
-        return answer
-
-    @property
-    def task(self) -> str:
-        return str(self.answer.task)
-
-    def stored_answer(self) -> dict[str, Any]:
-        """`trial_response.answer`: the type's fields without the type's name."""
-        stored: dict[str, Any] = self.answer.model_dump(mode="json", exclude={"task"})
-        return stored
+    def to_answer(self) -> SubmittedAnswer:
+        """The answer as the services take it; its `fields` are the type's fields without the
+        type's name (`trial_response.answer`)."""
+        fields: AnswerFields = self.answer
+        return SubmittedAnswer(
+            response_uuid=str(self.response_uuid),
+            trial_index=self.trial_index,
+            task=str(fields.task),  # type: ignore[attr-defined]
+            fields=fields.model_dump(mode="json", exclude={"task"}),
+            rt_ms=self.rt_ms,
+            onset_ms=self.onset_ms,
+            answer_ms=self.answer_ms,
+            frame_interval_mean_ms=self.frame_interval_mean_ms,
+            frame_interval_max_ms=self.frame_interval_max_ms,
+            viewport_w_px=self.viewport_w_px,
+            viewport_h_px=self.viewport_h_px,
+            device_pixel_ratio=self.device_pixel_ratio,
+            display_scale=self.display_scale,
+            focus_lost=self.focus_lost,
+            fullscreen_exited=self.fullscreen_exited,
+            input_kind=self.input,
+        )
 
     @model_validator(mode="after")
     def _rt_is_answer_minus_onset(self) -> ResponseSubmit:

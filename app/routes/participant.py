@@ -438,7 +438,7 @@ async def post_response(
     """Store an answer exactly once; the acknowledgement carries correctness and the next step."""
     # Async with one thread-pool hop for all database work: the request every participant sends
     # every few seconds (app.services.answers).
-    submit: ResponseSubmit = _parse(ResponseSubmit, body)
+    submit = _parse(ResponseSubmit, body).to_answer()
     via_beacon = request.headers.get("content-type", "").startswith("text/plain")
     check_token(token)
     answered = await run_in_threadpool(

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.answer import SubmittedAnswer
 from app.models import Participant
-from app.schemas import ResponseSubmit
 from app.services import trials as trial_service
 from app.services.fast_answer import StoredAnswer, acknowledgement, answer_in_one_statement
 
@@ -43,7 +43,7 @@ def submit_answer(
     session: Session,
     participant_of: Callable[[Session, str], Participant],
     token: str,
-    submit: ResponseSubmit,
+    submit: SubmittedAnswer,
     *,
     via_beacon: bool,
     ahead: int,

@@ -26,14 +26,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.answer import SubmittedAnswer
 from app.cache import LruCache
 from app.db import utc_now
 from app.lifecycle import ParticipantStatus
 from app.models import Experiment
-from app.schemas import ResponseSubmit, TimingRead
+from app.schemas import TimingRead
 from app.services.experiments import design_of
 from app.services.participants import LAST_SEEN_RESOLUTION_S
-from app.services.trials import preload_urls, submitted_values, trial_json
+from app.services.trials import preload_urls, trial_json
 
 ANSWER_SQL = f"""
 WITH p AS (
@@ -143,7 +144,7 @@ def load_timing(session: Session, experiment_id: int) -> dict[str, Any]:
 
 def statement_params(
     token: str,
-    submit: ResponseSubmit,
+    submit: SubmittedAnswer,
     *,
     via_beacon: bool,
     ahead: int,
@@ -151,7 +152,7 @@ def statement_params(
 ) -> dict[str, Any]:
     """The parameters of ANSWER_SQL for one answer."""
     now = received_at or utc_now()
-    values = submitted_values(submit, via_beacon=via_beacon)
+    values = submit.row_values(via_beacon=via_beacon)
     return {
         "token": token,
         "trial_index": submit.trial_index,
@@ -164,14 +165,14 @@ def statement_params(
     }
 
 
-def stored_of(row: Any, submit: ResponseSubmit) -> StoredAnswer:
+def stored_of(row: Any, submit: SubmittedAnswer) -> StoredAnswer:
     """The answer a row of the statement says it stored."""
     correct, solution, block_index, feedback = row[0], row[1], row[2], row[7]
     return StoredAnswer(submit.trial_index, block_index, solution, correct, bool(feedback))
 
 
 def ack_from_row(
-    row: Any, submit: ResponseSubmit, timing_of: Callable[[int], dict[str, Any] | None]
+    row: Any, submit: SubmittedAnswer, timing_of: Callable[[int], dict[str, Any] | None]
 ) -> FastAnswer:
     """The acknowledgement from the statement's row (None: no answer stored by it).
 
@@ -234,7 +235,7 @@ def acknowledgement(
 def answer_in_one_statement(
     session: Session,
     token: str,
-    submit: ResponseSubmit,
+    submit: SubmittedAnswer,
     *,
     via_beacon: bool,
     ahead: int,

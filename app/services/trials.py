@@ -12,12 +12,12 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from app import designs
+from app.answer import SubmittedAnswer
 from app.db import insert_ignoring_conflicts, utc_now
 from app.errors import InvalidInput, OutOfOrder, SessionUnavailable
 from app.lifecycle import ENDED_STATUSES, ParticipantStatus
 from app.models import Participant, ParticipantEvent, ScheduledTrial, TrialResponse
 from app.schedule import BlockSpec, Schedule, TrialKind
-from app.schemas import ResponseSubmit
 from app.services.experiments import design_of
 from app.services.participants import (
     done_count,
@@ -220,27 +220,6 @@ def next_step(
     }
 
 
-def submitted_values(submit: ResponseSubmit, *, via_beacon: bool) -> dict[str, Any]:
-    """The trial_response columns that come from the browser's answer (both answer paths)."""
-    return {
-        "response_uuid": str(submit.response_uuid),
-        "answer": submit.stored_answer(),
-        "rt_ms": submit.rt_ms,
-        "onset_ms": submit.onset_ms,
-        "answer_ms": submit.answer_ms,
-        "frame_interval_mean_ms": submit.frame_interval_mean_ms,
-        "frame_interval_max_ms": submit.frame_interval_max_ms,
-        "viewport_w_px": submit.viewport_w_px,
-        "viewport_h_px": submit.viewport_h_px,
-        "device_pixel_ratio": submit.device_pixel_ratio,
-        "display_scale": submit.display_scale,
-        "focus_lost": submit.focus_lost,
-        "fullscreen_exited": submit.fullscreen_exited,
-        "input_kind": submit.input,
-        "via_beacon": via_beacon,
-    }
-
-
 def _find_by_uuid(
     session: Session, participant: Participant, response_uuid: str
 ) -> Recorded | None:
@@ -266,7 +245,7 @@ def _find_by_uuid(
 def record_response(
     session: Session,
     participant: Participant,
-    submit: ResponseSubmit,
+    submit: SubmittedAnswer,
     *,
     received_at: datetime | None = None,
     via_beacon: bool = False,
@@ -293,7 +272,7 @@ def record_response(
         # A retry of a stored answer is never the current trial (its trial counts as done), so
         # the uuid is looked up only here: the common first attempt saves a query, and a new
         # uuid that collides with a stored one still fails on the unique key below.
-        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+        earlier = _find_by_uuid(session, participant, submit.response_uuid)
         if earlier is not None:
             return earlier
         raise
@@ -306,8 +285,8 @@ def record_response(
         "participant_id": participant.id,
         "scheduled_trial_id": trial.id,
         "trial_index": trial.trial_index,
-        "correct": task_of(trial.task).is_correct(submit.stored_answer(), trial.solution),
-        **submitted_values(submit, via_beacon=via_beacon),
+        "correct": task_of(trial.task).is_correct(submit.fields, trial.solution),
+        **submit.row_values(via_beacon=via_beacon),
         "received_at": now,
     }
     # The unique keys (participant, trial) and (response_uuid) decide: a concurrent request that
@@ -317,7 +296,7 @@ def record_response(
     stmt = insert_ignoring_conflicts(table, dialect).returning(table.c.id)
     stored_id = session.execute(stmt, values).scalar()
     if stored_id is None:
-        earlier = _find_by_uuid(session, participant, str(submit.response_uuid))
+        earlier = _find_by_uuid(session, participant, submit.response_uuid)
         if earlier is not None:
             return earlier
         raise OutOfOrder(f"trial {submit.trial_index} was answered already")

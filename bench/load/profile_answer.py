@@ -48,7 +48,7 @@ def answer_once(
     """
     wall, cpu = time.perf_counter(), time.process_time()
     with factory() as session:
-        submit = ResponseSubmit.model_validate_json(json.dumps(body))
+        submit = ResponseSubmit.model_validate_json(json.dumps(body)).to_answer()
         answered = submit_answer(
             session,
             participant_by_token,

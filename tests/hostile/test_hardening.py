@@ -548,7 +548,7 @@ def test_exports_of_keyed_experiments_show_content_hashes(
     record_response(
         db_session,
         participant,
-        ResponseSubmit.model_validate_json(json.dumps(answer(0))),
+        ResponseSubmit.model_validate_json(json.dumps(answer(0))).to_answer(),
         via_beacon=False,
     )
     rows = list(iter_response_rows(db_session, experiment))

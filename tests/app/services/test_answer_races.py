@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.answer import SubmittedAnswer
 from app.errors import OutOfOrder
 from app.models import StimulusSet, TrialResponse
-from app.schemas import ResponseSubmit
 from app.services import participants as participant_service
 from app.services import trials as trial_service
 from tests.factories import make_experiment, make_launch
@@ -28,12 +28,12 @@ def test_insert_race_stores_once_and_answers_duplicate_or_conflict(
     # Both rival requests read "trial 0 is current" before either stored its answer.
     monkeypatch.setattr(trial_service, "done_count", lambda session, participant_id: 0)
 
-    def submit(response_uuid: str) -> ResponseSubmit:
-        return ResponseSubmit(
-            response_uuid=uuid.UUID(response_uuid),
+    def submit(response_uuid: str) -> SubmittedAnswer:
+        return SubmittedAnswer(
+            response_uuid=response_uuid,
             trial_index=0,
-            response="upper",
-            confidence=2,
+            task="afc2",
+            fields={"response": "upper", "confidence": 2},
             rt_ms=700.0,
         )
 
