@@ -1,0 +1,152 @@
+"""The trial-type interface: discovery of types, and the 2-AFC type's own behaviour."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+import app.tasks
+from app.schedule import TrialSpec
+from app.tasks import TrialType, answer_union, task_of, tasks
+from app.tasks.afc2 import TASK as AFC2
+
+UNIT = SimpleNamespace(
+    data={
+        "natural": {
+            "batches": [
+                {
+                    "batch": 0,
+                    "max_references": [{"path": f"nmax{i}"} for i in range(9)],
+                    "min_references": [{"path": f"nmin{i}"} for i in range(9)],
+                    "max_query": {"path": "qmax"},
+                    "min_query": {"path": "qmin"},
+                }
+            ]
+        },
+        "synthetic": {
+            "max_references": [{"path": f"smax{i}"} for i in range(9)],
+            "min_references": [{"path": f"smin{i}"} for i in range(9)],
+        },
+    }
+)
+NAMES = {
+    path: f"{path}.webp"
+    for path in ["qmax", "qmin"]
+    + [f"{kind}{side}{i}" for kind in "ns" for side in ("max", "min") for i in range(9)]
+}
+
+
+def spec(**changes: Any) -> TrialSpec:
+    values: dict[str, Any] = {
+        "trial_index": 0,
+        "block_index": 0,
+        "trial_kind": "main",
+        "condition": "natural",
+        "reference_type": "natural",
+        "n_references": 9,
+        "grid_mode": "min_max",
+        "unit_id": "u",
+        "batch": 0,
+        "query_order": "max_lower",
+    }
+    return TrialSpec(**(values | changes))
+
+
+def test_the_2afc_type_lays_out_scores_and_exports_a_trial() -> None:
+    trial = spec()
+    display = AFC2.display(trial, UNIT, NAMES)  # type: ignore[arg-type]
+    assert display["upper"] == "qmin.webp" and display["lower"] == "qmax.webp"
+    assert display["max"] == [f"nmax{i}.webp" for i in range(9)]
+    solution = AFC2.solution(trial)
+    assert solution == {"response": "lower"}
+    row = {"task": "afc2", "grid_mode": "min_max", "n_references": 9, "display": display}
+    payload = AFC2.payload(row)
+    assert payload["queries"] == {"upper": "/img/qmin.webp", "lower": "/img/qmax.webp"}
+    assert "solution" not in payload and "query_order" not in payload
+    assert AFC2.preload(display)[-2:] == ["qmin.webp", "qmax.webp"]
+    right, wrong = {"response": "lower", "confidence": 3}, {"response": "upper", "confidence": 1}
+    assert AFC2.is_correct(right, solution) is True
+    assert AFC2.is_correct(wrong, solution) is False
+    assert AFC2.is_correct(right, None) is None
+    assert AFC2.export_values(wrong, solution) == {
+        "response": "upper",
+        "correct_response": "lower",
+        "confidence": 1,
+        "conf_rating": 1,
+    }
+    assert AFC2.export_values(right, solution)["conf_rating"] == -3
+    assert [c.name for c in AFC2.export_columns] == [
+        "response",
+        "correct_response",
+        "confidence",
+        "conf_rating",
+    ]
+
+
+def test_mixed_references_alternate_and_catch_queries_are_shown_references() -> None:
+    mixed = AFC2.display(spec(reference_type="mixed"), UNIT, NAMES)  # type: ignore[arg-type]
+    assert mixed["max"][:4] == ["smax0.webp", "nmax0.webp", "smax1.webp", "nmax1.webp"]
+    catch = AFC2.display(  # type: ignore[arg-type]
+        spec(catch_query_indices=(2, 5), query_order="max_upper"), UNIT, NAMES
+    )
+    assert catch["upper"] == catch["max"][2] and catch["lower"] == catch["min"][5]
+
+
+def test_an_answer_is_validated_by_its_types_model() -> None:
+    adapter: TypeAdapter[Any] = TypeAdapter(answer_union())
+    assert adapter.validate_python({"task": "afc2", "response": "upper", "confidence": 2})
+    for bad in (
+        {"task": "afc2", "response": "left", "confidence": 2},
+        {"task": "afc2", "response": "upper", "confidence": 2, "extra": 1},
+        {"task": "afc2", "response": "upper", "confidence": "2"},
+    ):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(bad)
+
+
+@pytest.fixture
+def extra_type(tmp_path: Path) -> Iterator[None]:
+    """A third-party type in its own folder, found without an edit to app/tasks."""
+    folder = tmp_path / "echo"
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from typing import Literal\n"
+        "from pydantic import BaseModel\n"
+        "from app.tasks.base import AnswerFields, TrialType\n"
+        "class EchoAnswer(AnswerFields):\n"
+        "    task: Literal['echo']\n"
+        "    word: str\n"
+        "class EchoPayload(BaseModel):\n"
+        "    task: Literal['echo']\n"
+        "class Echo(TrialType):\n"
+        "    name = 'echo'\n"
+        "    Answer = EchoAnswer\n"
+        "    Payload = EchoPayload\n"
+        "    def display(self, spec, unit, names): return {}\n"
+        "    def solution(self, spec): return None\n"
+        "    def payload(self, trial): return {'task': 'echo'}\n"
+        "    def preload(self, display): return []\n"
+        "    def export_values(self, answer, solution): return {}\n"
+        "TASK = Echo()\n"
+    )
+    app.tasks.__path__.append(str(tmp_path))
+    tasks.cache_clear()
+    yield
+    app.tasks.__path__.remove(str(tmp_path))
+    sys.modules.pop("app.tasks.echo", None)
+    tasks.cache_clear()
+
+
+def test_a_type_in_its_own_folder_is_found_and_answers_are_told_apart(extra_type: None) -> None:
+    assert set(tasks()) == {"afc2", "echo"}
+    assert isinstance(task_of("echo"), TrialType) and task_of(None) is AFC2
+    adapter: TypeAdapter[Any] = TypeAdapter(answer_union())
+    assert adapter.validate_python({"task": "echo", "word": "hi"}).word == "hi"
+    with pytest.raises(ValidationError):
+        adapter.validate_python({"task": "echo", "response": "upper", "confidence": 2})
