@@ -346,8 +346,9 @@ _PARTICIPANT_SPECS: tuple[ColumnSpec, ...] = (
     ColumnSpec(
         "status",
         "str",
-        "Stored status; `returned` also covers participants not seen for longer than the "
-        "inactivity limit at export time who never finished.",
+        "Stored status. A participant who stopped without finishing keeps the status reached "
+        "(the console counts those not seen for longer than the inactivity limit as returned); "
+        "`returned` is allowed but not set by psychvis.",
         allowed=("enrolled", "consented", "in_progress", "completed", "declined", "returned"),
     ),
     ColumnSpec(
