@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     """Enrolments (start button) per client address and worker within `enrol_rate_window_s`;
     a lab with every computer behind one address needs this above its participants per hour."""
     enrol_rate_window_s: int = Field(default=10 * 60, gt=0)
+    analysis_in_background: bool = True
+    """The console's Analysis page computes a missing analysis on a background worker and shows
+    the newest older one meanwhile, reloading itself until the new one is ready. False: the
+    request that needs it computes it (about 1.5 s for a study; `app.services.analysis`)."""
     stimuli_import_root: Path | None = None
     """Folder under which the dashboard may import stimulus sets by server path (None: off)."""
 

@@ -1,10 +1,16 @@
-"""Time of the console's Analysis page: the first load and reloads with no new answer.
+"""Time of the console's Analysis page: the first load, reloads with no new answer, and the
+reload right after a new answer.
 
 Runs the real app in-process on a fresh SQLite file (or the database given by --database-url,
 which must be empty): imports a structural stimulus set for the preset, enrols N participants
 and stores answers to each one's first M scheduled trials, logs in through the form, then
 times `GET /dashboard/experiments/<slug>/analysis` (default grouping) once cold and R times
-again, then once more after one new answer.
+again, then K rounds of: store one new answer (committed, as a participant would), reload.
+
+A page that shows an older analysis while the new one is computed in the background (it
+carries a `<meta http-equiv="refresh">`) is followed at once, without the refresh's wait, until
+it shows the current one: "updated view" is the time from the reload to that page.
+`--inline` computes inside the request (`PSYCHVIS_ANALYSIS_IN_BACKGROUND=false`).
 
     .venv/bin/python bench/console_analysis.py --participants 20 --answers 50
 """
@@ -12,6 +18,8 @@ again, then once more after one new answer.
 from __future__ import annotations
 
 import argparse
+import html
+import re
 import statistics
 import sys
 import tempfile
@@ -59,7 +67,18 @@ def _answer(session: object, participant: Participant, trials: list[ScheduledTri
         )
 
 
-def bench(url: str | None, preset: str, n_participants: int, n_answers: int, reloads: int) -> None:
+REFRESH = re.compile(r'<meta http-equiv="refresh" content="\d+; url=([^"]+)">')
+
+
+def bench(
+    url: str | None,
+    preset: str,
+    n_participants: int,
+    n_answers: int,
+    reloads: int,
+    rounds: int,
+    inline: bool,
+) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="psychvis-analysis-"))
     url = url or f"sqlite:///{tmp / 'bench.db'}"
     engine = make_engine(url)
@@ -94,36 +113,50 @@ def bench(url: str | None, preset: str, n_participants: int, n_answers: int, rel
             .where(ScheduledTrial.participant_id == last.id)
             .order_by(ScheduledTrial.trial_index)
             .offset(n_answers)
-            .limit(1)
+            .limit(rounds)
         ).all()
+        assert len(spare) == rounds, "fewer unanswered trials than --rounds"
         slug, email = experiment.slug, user.email
     engine.dispose()
 
     settings = Settings(env="test", database_url=url, stimuli_dir=tmp, log_level="WARNING")
+    if inline:
+        settings = settings.model_copy(update={"analysis_in_background": False})
     with TestClient(create_app(settings)) as client:
         login(client, email)
         page = f"/dashboard/experiments/{slug}/analysis"
 
-        def timed() -> float:
+        def timed() -> tuple[float, float]:
+            """(ms until the reload's response, ms until a page shows the current analysis)."""
             start = time.perf_counter()
             response = client.get(page)
-            elapsed = (time.perf_counter() - start) * 1000
+            answered = (time.perf_counter() - start) * 1000
+            while (refresh := REFRESH.search(response.text)) is not None:
+                time.sleep(0.05)
+                response = client.get(html.unescape(refresh.group(1)))
             assert response.status_code == 200 and "data-analysis-table" in response.text
-            return elapsed
+            return answered, (time.perf_counter() - start) * 1000
 
         first = timed()
-        again = [timed() for _ in range(reloads)]
+        again = [timed()[0] for _ in range(reloads)]
+        after_answer = []
         engine = make_engine(url)
-        with make_sessionmaker(engine)() as session:
-            _answer(session, session.get(Participant, last.id), list(spare))  # type: ignore[arg-type]
-            session.commit()
+        for trial in spare:
+            with make_sessionmaker(engine)() as session:
+                _answer(session, session.get(Participant, last.id), [trial])  # type: ignore[arg-type]
+                session.commit()
+            after_answer.append(timed())
         engine.dispose()
-        after_answer = timed()
+    reload_ms = [a for a, _ in after_answer]
+    updated_ms = [u for _, u in after_answer]
     print(
-        f"{preset}: {n_participants} participants x {n_answers} answers; "
-        f"first load {first:.0f} ms; reloads (n={reloads}) median "
-        f"{statistics.median(again):.1f} ms, max {max(again):.1f} ms; "
-        f"after one new answer {after_answer:.0f} ms"
+        f"{preset}: {n_participants} participants x {n_answers} answers, "
+        f"{'in the request' if inline else 'in the background'}; "
+        f"first load {first[0]:.0f} ms (analysis shown after {first[1]:.0f} ms); "
+        f"reloads (n={reloads}) median {statistics.median(again):.1f} ms, "
+        f"max {max(again):.1f} ms; reload right after a new answer (n={rounds}) median "
+        f"{statistics.median(reload_ms):.1f} ms, max {max(reload_ms):.1f} ms; "
+        f"updated view after median {statistics.median(updated_ms):.0f} ms"
     )
 
 
@@ -134,8 +167,20 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--answers", type=int, default=50, help="answers per participant")
     parser.add_argument("--reloads", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="new answers, each then a reload")
+    parser.add_argument(
+        "--inline", action="store_true", help="compute in the request, not in the background"
+    )
     args = parser.parse_args()
-    bench(args.database_url, args.preset, args.participants, args.answers, args.reloads)
+    bench(
+        args.database_url,
+        args.preset,
+        args.participants,
+        args.answers,
+        args.reloads,
+        args.rounds,
+        args.inline,
+    )
 
 
 if __name__ == "__main__":

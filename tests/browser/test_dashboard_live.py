@@ -178,9 +178,11 @@ def test_login_launch_and_live_counts_follow_a_participant(
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
-    # The analysis page draws the figures of what was just answered.
+    # The analysis page draws the figures of what was just answered: computed in the
+    # background, the page says so and reloads itself until they are there.
     page.get_by_role("link", name="analysis").click()
     page.wait_for_selector("[data-analysis-table]")
+    assert "since=" in page.url  # shown by the page's own reload
     loaded = page.evaluate(
         "[...document.querySelectorAll('[data-plot]')].filter(i => i.naturalWidth > 0).length"
     )
