@@ -478,3 +478,17 @@ TABLE_CODEBOOKS: dict[str, dict[str, ColumnSpec]] = {
     "ratings": RATING_CODEBOOK,
 }
 """Every exported table (file `<name>.csv`) and its codebook, in column order."""
+
+
+DERIVED_COLUMNS = ("branch",)
+"""Columns the analysis computes from a response table that a grouping may name besides the
+export columns (`app.analysis.stats`)."""
+
+
+def parse_by(text: str) -> tuple[str, ...]:
+    """Split a grouping option (`"reference_type, n_references"`) into column names.
+
+    An empty string means no grouping (one overall row). Here rather than in `app.analysis`, so
+    that the console can read a grouping without importing pandas.
+    """
+    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -9,8 +9,9 @@ from app.analysis.load import (
     coerce_frame,
     read_responses,
 )
-from app.analysis.run import analyze_file, parse_by
+from app.analysis.run import analyze_file
 from app.analysis.stats import Analysis, analyze, analyze_frame
+from app.export_format import parse_by
 
 __all__ = [
     "Analysis",

@@ -13,14 +13,6 @@ from app.analysis.stats import DEFAULT_N_BOOT, DEFAULT_SEED, analyze, needed_col
 logger = logging.getLogger(__name__)
 
 
-def parse_by(text: str) -> tuple[str, ...]:
-    """Split a `--by` option (`"reference_type, n_references"`) into column names.
-
-    An empty string means no grouping (one overall row).
-    """
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def analyze_file(
     path: Path,
     *,

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from app.analysis.load import PARTICIPANT_KEY, AnalysisInputError, coerce_frame
+from app.export_format import DERIVED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ INCEPTION_V1_BRANCH_ENDS: dict[str, tuple[int, int, int, int]] = {
     "mixed5b": (384, 768, 896, 1024),
 }
 BRANCH_NAMES = ("1x1", "3x3", "5x5", "pool")
-DERIVED_COLUMNS = ("branch",)
-"""Columns computed from the file that `by` may name besides the export columns."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.export_format import RESPONSE_COLUMNS
+from app.export_format import DERIVED_COLUMNS, RESPONSE_COLUMNS, parse_by
 from app.routes.console.render import page
 from app.routes.deps import ExperimenterDep, SessionDep, SettingsDep, TemplatesDep
 from app.services import auth
@@ -38,10 +38,6 @@ def analysis_page(
     `since` (Unix ms) is set by the page's own reload while it waits for a newer analysis: an
     analysis of data read at or after it will do, even if answers arrived since.
     """
-    # Imported here: app.analysis pulls in pandas and scipy, which the rest of the app never needs.
-    from app.analysis.run import parse_by
-    from app.analysis.stats import DERIVED_COLUMNS
-
     experiment = auth.experiment_for(session, user, slug)
     # Each `by` may itself list columns (`a, b`); an empty one adds nothing.
     chosen = parse_by(",".join(["condition"] if by is None else by))
