@@ -129,7 +129,11 @@ def main() -> None:
                 for preset in PRESETS:
                     for w, h in VIEWPORTS:
                         name = f"{preset}-{w}x{h}"
-                        ctx = browser.new_context(viewport={"width": w, "height": h})
+                        # Polling with wait_for_function evaluates a string in the page,
+                        # which the app's CSP refuses (tests/browser/conftest.py).
+                        ctx = browser.new_context(
+                            viewport={"width": w, "height": h}, bypass_csp=True
+                        )
                         page = ctx.new_page()
                         if (w, h) == VIEWPORTS[0]:
                             page.goto(f"{base}/s/{links[preset]}")
