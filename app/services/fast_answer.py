@@ -76,7 +76,9 @@ WITH p AS (
 )
 SELECT ins.correct, cur.solution, cur.block_index, p.experiment_id, p.n_trials, p.blocks,
     (SELECT coalesce(jsonb_agg(n.trial ORDER BY n.trial_index), '[]'::jsonb) FROM (
-        SELECT t.trial_index, to_jsonb(t) || jsonb_build_object(
+        -- The whole row for the types' payloads, but never the solution: it has no business
+        -- leaving the database before the answer.
+        SELECT t.trial_index, (to_jsonb(t) - 'solution') || jsonb_build_object(
             'unfilled', t.trial_kind = 'repeated' AND t.stimulus_unit_id IS NULL) AS trial
         FROM scheduled_trial t
         WHERE t.participant_id = p.id AND t.trial_index > %(trial_index)s::int AND NOT t.skipped

@@ -127,12 +127,15 @@ def _fill_repeated_if_needed(
     session.flush()
 
 
+_PAYLOAD_COLUMNS = tuple(
+    column for column in cast(Table, ScheduledTrial.__table__).columns if column.key != "solution"
+)
+
+
 def trial_columns(trial: ScheduledTrial) -> dict[str, Any]:
-    """A `scheduled_trial` row as a mapping of its columns (what `TrialType.payload` reads)."""
-    return {column.key: getattr(trial, column.key) for column in _SCHEDULED_COLUMNS}
-
-
-_SCHEDULED_COLUMNS = tuple(cast(Table, ScheduledTrial.__table__).columns)
+    """A `scheduled_trial` row as a mapping of its columns (what `TrialType.payload` reads),
+    without the solution, which no payload may use."""
+    return {column.key: getattr(trial, column.key) for column in _PAYLOAD_COLUMNS}
 
 
 def trial_payload(participant: Participant, trial: ScheduledTrial) -> dict[str, Any]:
