@@ -41,6 +41,7 @@ from app.services import trials as trial_service
 from app.services.answers import submit_answer
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
 from app.services.instructions import instruction_facts
+from app.tasks import image_url
 from app.tasks.afc2.screen import window_needed_px
 
 logger = logging.getLogger(__name__)
@@ -337,8 +338,8 @@ def _rating_page(
     images = participant_service.rating_images(session, participant, rating["unit_id"])
     context.update(
         rating=rating,
-        synthetic=[f"/img/{h}" for h in images["synthetic"]],
-        natural=[f"/img/{h}" for h in images["natural"]],
+        synthetic=[image_url(h) for h in images["synthetic"]],
+        natural=[image_url(h) for h in images["natural"]],
         n_ratings=sum(1 for r in participant.rating_specs if r["position"] == rating["position"]),
     )
     response: Response = templates.TemplateResponse(request, "participant/rating.html", context)

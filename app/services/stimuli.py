@@ -34,6 +34,7 @@ from app.stimuli import (
 )
 from app.stimulus_sources import REFERENCE_TYPES, ImportOptions, apply_role_map, merge_sources
 from app.stimulus_sources import slug as folder_slug
+from app.tasks import image_url
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +341,7 @@ def unit_preview(session: Session, stimulus_set: StimulusSet, unit_key: str) -> 
     def url(entry: dict[str, Any] | None) -> str | None:
         if not entry or entry.get("path") not in hashes:
             return None
-        return f"/img/{hashes[entry['path']]}.webp"
+        return image_url(f"{hashes[entry['path']]}.webp")
 
     natural = unit.data.get("natural") or {}
     batches = [
