@@ -68,9 +68,10 @@
 // view.hide().
 
 import * as afc2 from "./afc2.js";
+import * as rating from "./rating.js";
 
 /** The trial types, by name. A new type is imported above and added here. */
-export const TASKS = Object.freeze({ [afc2.name]: afc2 });
+export const TASKS = Object.freeze({ [afc2.name]: afc2, [rating.name]: rating });
 
 /** The type a trial has when it names none. */
 export const DEFAULT_TASK = "afc2";

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import * as afc2 from "../../static/tasks/afc2.js";
+import * as rating from "../../static/tasks/rating.js";
 import { DEFAULT_TASK, TASKS, taskFor, taskName } from "../../static/tasks/index.js";
 
 test("a trial's type is its `task`; a trial without one is a 2-AFC trial", () => {
@@ -13,8 +14,13 @@ test("a trial's type is its `task`; a trial without one is a 2-AFC trial", () =>
   assert.equal(DEFAULT_TASK, "afc2");
 });
 
+test("a rating trial is run by the rating module", () => {
+  assert.equal(taskFor({ task: "rating" }), rating);
+  assert.equal(TASKS.rating, rating);
+});
+
 test("a type the page does not have is an error, not a silent fallback", () => {
-  assert.throws(() => taskFor({ task: "rating" }), /unknown trial type "rating"/);
+  assert.throws(() => taskFor({ task: "ranking" }), /unknown trial type "ranking"/);
   assert.throws(() => taskFor({ task: "toString" }), /unknown trial type/);
 });
 
