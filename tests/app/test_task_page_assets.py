@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.models import StimulusSet
-from app.templating import import_map, static_url, task_modules
+from app.templating import import_map, make_templates, static_url, task_modules
 from tests.app.routes.test_participant_flow import enrol, start_task
 from tests.factories import make_experiment, make_launch
 
@@ -70,3 +70,32 @@ def test_the_task_page_holds_its_trial_types_markup_styles_and_modules(
     preloaded = re.findall(r'<link rel="modulepreload" href="/static/([^"?]+)\?v=', page)
     assert set(preloaded) == set(task_modules(STATIC))
     assert preloaded[0] == "trial.js"
+
+
+def test_the_rating_markup_holds_what_its_module_reads() -> None:
+    """templates/tasks/rating.html has every element static/tasks/rating.js queries, one stage,
+    the slider closed until the answer may be given, and only rating- classes of its own (the
+    task page's shared ones aside): afc2's unscoped classes cannot style it."""
+    root = STATIC.parent
+    env = make_templates(root / "templates", STATIC).env
+    markup = env.from_string(
+        '{% import "tasks/rating.html" as m %}{{ m.head() }}\n{{ m.screen() }}'
+    ).render()
+    assert 'href="/static/tasks/rating/rating.css?v=' in markup
+    assert markup.count('data-task-type="rating"') == 1
+    assert markup.count("data-stage ") + markup.count("data-stage>") == 1
+    module = (STATIC / "tasks" / "rating.js").read_text()
+    queried = {a or b for a, b in re.findall(r"""\bq\((?:'([^']+)'|"([^"]+)")\)""", module)}
+    assert {"[data-rating-slider]", '[data-rating-grid="natural"]', "[data-stage]"} <= queried
+    for selector in queried:
+        assert selector[1:-1] in markup, selector
+    slider = re.search(r"<input[^>]*data-rating-slider[^>]*>", markup)
+    assert slider is not None
+    assert 'type="range"' in slider.group() and "disabled" in slider.group()
+    submit = re.search(r"<button[^>]*data-rating-submit[^>]*>", markup)
+    assert submit is not None and "disabled" in submit.group()
+    assert "How intuitive are these images?" in markup
+    assert "Synthetic images" in markup and "Natural images" in markup
+    shared = {"task-type", "task-question", "task-keys", "stage-wrap", "stage"}
+    classes = {c for attr in re.findall(r'class="([^"]*)"', markup) for c in attr.split()}
+    assert {c for c in classes - shared if not c.startswith("rating-")} == set()
