@@ -445,7 +445,12 @@ _RATING_SPECS: tuple[ColumnSpec, ...] = (
     ColumnSpec("experiment", "str", "Experiment (study) identifier."),
     ColumnSpec("participant", "str", "Opaque participant identifier."),
     ColumnSpec("participant_group", "str", "Condition / arm, if any.", nullable=True),
-    ColumnSpec("rating_index", "int", "0-based position of the rating in the schedule."),
+    ColumnSpec("rating_index", "int", "0-based position among the participant's ratings."),
+    ColumnSpec(
+        "trial_index",
+        "int",
+        "The rating's trial in the schedule (as in responses.csv, events.csv).",
+    ),
     ColumnSpec(
         "position",
         "str",
@@ -460,7 +465,13 @@ _RATING_SPECS: tuple[ColumnSpec, ...] = (
         "int",
         "Intuitiveness slider: -100 (not intuitive) ... +100 (intuitive).",
     ),
-    ColumnSpec("rt_ms", "float", "Time on the rating page, ms (client clock).", nullable=True),
+    ColumnSpec(
+        "rt_ms",
+        "float",
+        "Images shown to Continue pressed, ms (client clock); empty for ratings given on the "
+        "earlier rating pages, which did not measure it.",
+        nullable=True,
+    ),
     ColumnSpec("received_at", "datetime", "Server receipt, ISO 8601 UTC."),
 )
 

@@ -173,8 +173,6 @@ class Participant(Base):
     screen_w_px: Mapped[int | None]
     screen_h_px: Mapped[int | None]
     """Screen size in CSS px as the landing page saw it at the start (None: not reported)."""
-    rating_specs: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    """The schedule's intuitiveness ratings ({rating_index, position, unit_id})."""
     feedback_text: Mapped[str | None] = mapped_column(Text)
     """Optional free-text feedback at the end (never logged; neutralised in exports)."""
     feedback_at: Mapped[datetime | None] = mapped_column(TZDateTime)
@@ -197,12 +195,14 @@ class ScheduledTrial(Base):
     """The trial type (`app.tasks`): what `display` holds and what an answer looks like."""
     trial_kind: Mapped[str] = mapped_column(String(16))
     condition: Mapped[str] = mapped_column(String(80))
-    reference_type: Mapped[str] = mapped_column(String(16))
-    n_references: Mapped[int]
-    grid_mode: Mapped[str] = mapped_column(String(16))
+    """The design's condition; a rating trial's position (`start` or `end`)."""
     stimulus_unit_id: Mapped[int | None] = mapped_column(ForeignKey("stimulus_unit.id"))
+    # What a 2-AFC trial shows (app/tasks/afc2); NULL for other types.
+    reference_type: Mapped[str | None] = mapped_column(String(16))
+    n_references: Mapped[int | None]
+    grid_mode: Mapped[str | None] = mapped_column(String(16))
     batch: Mapped[int | None]
-    query_order: Mapped[str] = mapped_column(String(16))
+    query_order: Mapped[str | None] = mapped_column(String(16))
     feedback: Mapped[bool]
     repeat_of_trial_index: Mapped[int | None]
     display: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -236,7 +236,9 @@ class TrialResponse(Base):
     (2-AFC: {"response": "upper"|"lower", "confidence": 1..3})."""
     correct: Mapped[bool | None]
     """Whether `answer` contains the trial's solution; None for a trial without one."""
-    rt_ms: Mapped[float] = mapped_column(Float)
+    rt_ms: Mapped[float | None] = mapped_column(Float)
+    """None only for intuitiveness ratings carried over from the separate rating pages, which did
+    not measure it."""
     onset_ms: Mapped[float | None] = mapped_column(Float)
     answer_ms: Mapped[float | None] = mapped_column(Float)
     frame_interval_mean_ms: Mapped[float | None] = mapped_column(Float)
@@ -250,26 +252,6 @@ class TrialResponse(Base):
     fullscreen_exited: Mapped[bool] = mapped_column(default=False)
     input_kind: Mapped[str | None] = mapped_column(String(16))
     via_beacon: Mapped[bool] = mapped_column(default=False)
-    received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
-
-
-class ParticipantRating(Base):
-    """An intuitiveness rating (slider -100 "not intuitive" .. +100 "intuitive") of one unit."""
-
-    __tablename__ = "participant_rating"
-    __table_args__ = (
-        UniqueConstraint("participant_id", "rating_index"),
-        CheckConstraint("value BETWEEN -100 AND 100", name="value"),
-        CheckConstraint("position IN ('start', 'end')", name="position"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
-    rating_index: Mapped[int]
-    position: Mapped[str] = mapped_column(String(8))
-    unit_key: Mapped[str] = mapped_column(String(120))
-    value: Mapped[int]
-    rt_ms: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(TZDateTime, default=utc_now)
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TrialKind = Literal["practice", "main", "catch", "repeated"]
+TrialKind = Literal["practice", "main", "catch", "repeated", "rating"]
 ReferenceType = Literal["natural", "synthetic", "none", "mixed"]
 GridMode = Literal["min_max", "max_only", "none"]
 QueryOrder = Literal["max_upper", "max_lower"]
@@ -62,13 +62,15 @@ class TrialSpec(_Frozen):
     """The trial type (`app.tasks`)."""
     trial_kind: TrialKind
     condition: str
-    reference_type: ReferenceType
-    n_references: Literal[0, 1, 9]
-    grid_mode: GridMode
+    """The design's condition; for a rating trial its position (`start` or `end`)."""
     unit_id: str | None
+    # What the 2-AFC trial shows; None for other types (app/tasks/).
+    reference_type: ReferenceType | None = None
+    n_references: Literal[0, 1, 9] | None = None
+    grid_mode: GridMode | None = None
     batch: int | None = None
     """Natural batch the queries (and natural references) come from."""
-    query_order: QueryOrder
+    query_order: QueryOrder | None = None
     feedback: bool = True
     """Trial-wise feedback (black frame, then green frame on the correct query)."""
     catch_query_indices: tuple[int, int] | None = None
@@ -81,7 +83,7 @@ class BlockSpec(_Frozen):
     """A block of consecutive trials: shown with an intro before and feedback/break after."""
 
     block_index: int = Field(ge=0)
-    kind: Literal["practice", "main", "repeated"]
+    kind: Literal["practice", "main", "repeated", "rating"]
     condition: str
     title: str
     """Shown before the block, e.g. "Next: natural reference images"."""
@@ -99,14 +101,9 @@ class BlockSpec(_Frozen):
     n_least_confident: int = Field(default=0, ge=0)
     """Repeated blocks: how many trials repeat the least confident main trials (the others
     repeat the most confident ones)."""
-
-
-class RatingSpec(_Frozen):
-    """An intuitiveness rating page (slider -100..100) for one unit."""
-
-    rating_index: int = Field(ge=0)
-    position: Literal["start", "end"]
-    unit_id: str
+    before_instructions: bool = False
+    """Run between consent and the instructions (the start ratings); the block's trials are the
+    first of the schedule."""
 
 
 class Schedule(_Frozen):
@@ -119,4 +116,3 @@ class Schedule(_Frozen):
     """Between-subject condition of this participant (None for within-subject designs)."""
     blocks: tuple[BlockSpec, ...]
     trials: tuple[TrialSpec, ...]
-    ratings: tuple[RatingSpec, ...] = ()

@@ -193,7 +193,9 @@ TrialRead = _trial_read()
 
 
 class NextRead(BaseModel):
-    step: Literal["trial", "done"]
+    step: Literal["trial", "page", "done"]
+    """`trial`: show `trial`; `page`: a page the server renders comes next (the instructions,
+    after the start ratings): go to /p/<token>; `done`: every trial is answered."""
     n_trials: int
     n_answered: int
     trial: TrialRead | None  # type: ignore[valid-type]
@@ -225,7 +227,7 @@ class MturkSubmitRead(BaseModel):
 
 class CompletionRead(BaseModel):
     outcome: Literal["completed", "failed_checks", "no_consent", "pending"]
-    """`pending`: all answers are in, but pages remain (final ratings, feedback) at /p/<token>."""
+    """`pending`: all answers are in, but a page remains (free-text feedback) at /p/<token>."""
     completion_code: str | None
     redirect_url: str | None
     mturk: MturkSubmitRead | None

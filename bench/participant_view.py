@@ -12,13 +12,13 @@ feedback at 1920x1080 and 1280x720 (earlier trials are answered through the JSON
 from __future__ import annotations
 
 import argparse
-import re
 import socket
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -26,6 +26,7 @@ from playwright.sync_api import sync_playwright
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
+from app.designs import load_design
 from app.main import create_app
 from app.migrate import upgrade
 from app.sample_set import write_sample_set
@@ -80,13 +81,42 @@ def _to_instructions(base: str, link: str, pid: str) -> str:
         r = client.post(f"/s/{link}/start", data={"PROLIFIC_PID": pid})
         token = r.headers["location"].rsplit("/", 1)[-1]
         client.post(f"/p/{token}/consent", data={"decision": "agree"})
-        page = client.get(f"/p/{token}").text
-        while 'data-page="rating"' in page:
-            index = re.search(r'name="rating_index" value="(\d+)"', page)
-            assert index is not None
-            client.post(f"/p/{token}/rating", data={"rating_index": index.group(1), "value": "0"})
-            page = client.get(f"/p/{token}").text
+        # Start ratings are rating trials on the task page: answered as the page would.
+        step = client.get(f"/api/p/{token}/next").json() if _on_task_page(client, token) else {}
+        while step.get("step") == "trial" and step["trial"]["task"] == "rating":
+            body = {
+                "response_uuid": str(uuid.uuid4()),
+                "trial_index": step["trial"]["trial_index"],
+                "answer": {"task": "rating", "value": 0},
+                "rt_ms": 3000.0,
+            }
+            step = client.post(f"/api/p/{token}/responses", json=body).json()["next"]
     return token
+
+
+def design_has_ratings(preset: str) -> bool:
+    return load_design(preset).ratings.start is not None
+
+
+def _rating_screenshot(page: Any, base: str, link: str, name: str, out: Path) -> None:
+    """The first start rating as the participant sees it (a participant of its own)."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        r = client.post(f"/s/{link}/start", data={"PROLIFIC_PID": name + "-rating"})
+        token = r.headers["location"].rsplit("/", 1)[-1]
+        client.post(f"/p/{token}/consent", data={"decision": "agree"})
+    page.goto(f"{base}/p/{token}")
+    page.locator("[data-continue]").click()
+    page.wait_for_function(
+        "(() => { const b = document.querySelector('[data-rating-submit]');"
+        " return !!b && !b.disabled; })()",
+        timeout=30_000,
+    )
+    page.mouse.move(0, 0)
+    page.screenshot(path=out / f"{name}-rating.jpg", type="jpeg", quality=85)
+
+
+def _on_task_page(client: httpx.Client, token: str) -> bool:
+    return 'id="trial-config"' in client.get(f"/p/{token}").text
 
 
 def _answer_until_references(base: str, token: str) -> None:
@@ -140,6 +170,8 @@ def main() -> None:
                             page.screenshot(
                                 path=args.out / f"{preset}-landing.jpg", type="jpeg", quality=85
                             )
+                        if design_has_ratings(preset):
+                            _rating_screenshot(page, base, links[preset], name, args.out)
                         token = _to_instructions(base, links[preset], name)
                         page.goto(f"{base}/p/{token}")
                         if (w, h) == VIEWPORTS[0]:

@@ -497,13 +497,17 @@ async function runTrial(p, trial, task, view) {
   }
 }
 
-/** The message before a trial: a block's title at its start, or "Welcome back" after a reload. */
-async function announce(p, trial, view, first) {
+/**
+ * The message before a trial: a block's title at its start, or "Welcome back" after a reload.
+ * A type's one-line intro (how to answer) goes on the first block message of that type.
+ */
+async function announce(p, trial, view, first, introduced) {
   const block = trial.block;
   if (block?.position === 0) {
     const lines = ["Continue when ready."];
     if (block.after_practice) lines.unshift("Practice is over. The main part of the study starts now.");
-    if (first && view.intro) lines.unshift(view.intro);
+    if (!introduced.has(view) && view.intro) lines.unshift(view.intro);
+    introduced.add(view);
     await p.ui.message({ title: blockTitle(block), lines, button: "Continue", fullscreen: p.cfg.fullscreen });
   } else if (first) {
     await p.ui.message({ title: "Welcome back", lines: ["Continue when ready."], button: "Continue", fullscreen: p.cfg.fullscreen });
@@ -556,6 +560,7 @@ async function boot(p) {
 /** Run the steps the server gives, from `step`, until the participant is done. */
 async function runSteps(p, step) {
   let first = true;
+  const introduced = new Set(); // views whose intro was shown
   let completeTries = 0;
   for (;;) {
     if (!step || step.step === "done") {
@@ -578,7 +583,7 @@ async function runSteps(p, step) {
     p.preloader.want(upcoming);
     p.ui.progress(step.n_answered, step.n_trials ?? p.cfg.nTrials);
 
-    await announce(p, trial, view, first);
+    await announce(p, trial, view, first, introduced);
     first = false;
 
     const outcome = await runTrial(p, trial, task, view);

@@ -221,3 +221,187 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
             select(response.c.response, response.c.confidence, response.c.correct)
         ).one() == ("upper", 3, True)
     downgrade(fresh_engine, "base")
+
+
+def test_ratings_become_rating_trials_and_back(fresh_engine: Engine) -> None:
+    """The revision that makes intuitiveness ratings trials: a participant with two start
+    ratings (both given) and one end rating (not yet given) gets rating trials around the
+    2-AFC ones, every later index shifts by two (trials, answers, events, repeat references,
+    blocks), the given ratings become answers; the downgrade restores the old rows exactly."""
+    from sqlalchemy import MetaData, insert, select
+
+    before = "9d4e2b7a6f31"
+    upgrade(fresh_engine, before)
+    meta = MetaData()
+    meta.reflect(fresh_engine)
+    t = meta.tables
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    paths = {
+        "u1": (["s/a.png", "s/b.png"], ["n/a.png"]),
+        "u2": (["s/c.png"], ["n/b.png", "n/c.png"]),
+    }
+    main_block = {
+        "block_index": 0,
+        "kind": "main",
+        "condition": "natural",
+        "title": "Next",
+        "n_trials": 2,
+        "block_feedback": True,
+        "break_after": False,
+        "repeat_until_correct": False,
+        "max_attempts": 1,
+        "attempt": 1,
+        "n_least_confident": 0,
+    }
+    specs = [
+        {"rating_index": 0, "position": "start", "unit_id": "u2"},
+        {"rating_index": 1, "position": "start", "unit_id": "u1"},
+        {"rating_index": 2, "position": "end", "unit_id": "u1"},
+    ]
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            insert(t["stimulus_set"]).values(
+                id=1, slug="s", title="s", schema_version=1, source_format="v1", manifest={},
+                image_count=0, imported_at=now,
+            )
+        )  # fmt: skip
+        for i, (key, (syn, nat)) in enumerate(paths.items(), start=1):
+            data = {
+                "synthetic": {"max_references": [{"path": p} for p in syn]},
+                "natural": {
+                    "batches": [{"batch": 0, "max_references": [{"path": p} for p in nat]}]
+                },
+            }
+            conn.execute(
+                insert(t["stimulus_unit"]).values(
+                    id=i, stimulus_set_id=1, unit_key=key, layer="l", channel=i, label="",
+                    hand_picked=False, roles=["intuitiveness"], data=data,
+                )
+            )  # fmt: skip
+        for path in (p for syn, nat in paths.values() for p in (*syn, *nat)):
+            sha = path.replace("/", "").replace(".png", "")
+            conn.execute(
+                insert(t["stimulus_image"]).values(
+                    stimulus_set_id=1, path=path, source_sha256="x", lossless_sha256=sha,
+                    lossy_sha256="lossy" + sha, png_sha256="png" + sha,
+                )
+            )  # fmt: skip
+        conn.execute(
+            insert(t["experiment"]).values(
+                id=1, slug="e", title="e", stimulus_set_id=1, design_name="paper-exp1",
+                design_toml="", enrolled_count=1, created_at=now,
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(t["experiment_session"]).values(
+                id=1, experiment_id=1, link_code="l", label="", platform="lab", status="open",
+                outcomes={}, mturk_sandbox=False, created_at=now,
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(t["participant"]).values(
+                id=1, token="t", experiment_id=1, experiment_session_id=1, participant_number=1,
+                platform="lab", platform_data={}, seed="x", status="in_progress", test_mode=False,
+                n_trials=2, blocks=[main_block], rating_specs=specs, excluded=False,
+                exclusion_reasons=[], created_at=now, task_page_at=now,
+            )
+        )  # fmt: skip
+        for index in (0, 1):
+            conn.execute(
+                insert(t["scheduled_trial"]).values(
+                    id=index + 101, participant_id=1, trial_index=index, block_index=0, task="afc2",
+                    trial_kind="main", condition="natural", reference_type="natural",
+                    n_references=9, grid_mode="min_max", query_order="max_upper", feedback=True,
+                    display={"min": [], "max": [], "upper": "a", "lower": "b"},
+                    solution={"response": "upper"}, skipped=False,
+                    repeat_of_trial_index=0 if index == 1 else None,
+                )
+            )  # fmt: skip
+        conn.execute(
+            insert(t["trial_response"]).values(
+                id=101, participant_id=1, scheduled_trial_id=101, trial_index=0, response_uuid="u",
+                answer={"response": "upper", "confidence": 3}, correct=True, rt_ms=500.0,
+                focus_lost=False, fullscreen_exited=False, via_beacon=False, received_at=now,
+            )
+        )  # fmt: skip
+        for index in (0, 1, None):
+            conn.execute(
+                insert(t["participant_event"]).values(
+                    participant_id=1, kind="blur", trial_index=index, data={}, received_at=now
+                )
+            )
+        for rating_index, value in ((0, -40), (1, 75)):
+            conn.execute(
+                insert(t["participant_rating"]).values(
+                    participant_id=1, rating_index=rating_index, position="start",
+                    unit_key=specs[rating_index]["unit_id"], value=value, rt_ms=None,
+                    received_at=now,
+                )
+            )  # fmt: skip
+
+    upgrade(fresh_engine)
+    meta = MetaData()
+    meta.reflect(fresh_engine)
+    t = meta.tables
+    assert "participant_rating" not in t and "rating_specs" not in t["participant"].c
+    trial, response = t["scheduled_trial"], t["trial_response"]
+    with fresh_engine.connect() as conn:
+        trials = conn.execute(
+            select(
+                trial.c.trial_index, trial.c.block_index, trial.c.task, trial.c.condition,
+                trial.c.stimulus_unit_id, trial.c.display, trial.c.repeat_of_trial_index,
+            ).order_by(trial.c.trial_index)
+        ).all()  # fmt: skip
+        assert [(r[0], r[1], r[2], r[3], r[4]) for r in trials] == [
+            (0, 0, "rating", "start", 2),
+            (1, 0, "rating", "start", 1),
+            (2, 1, "afc2", "natural", None),
+            (3, 1, "afc2", "natural", None),
+            (4, 2, "rating", "end", 1),
+        ]
+        # The images as the server names them (lossless WebP of an experiment without a key).
+        assert trials[0].display == {"synthetic": ["sc.webp"], "natural": ["nb.webp", "nc.webp"]}
+        assert trials[4].display == {"synthetic": ["sa.webp", "sb.webp"], "natural": ["na.webp"]}
+        assert trials[3].repeat_of_trial_index == 2
+        answers = conn.execute(
+            select(response.c.trial_index, response.c.answer, response.c.correct, response.c.rt_ms)
+            .order_by(response.c.trial_index)
+        ).all()  # fmt: skip
+        assert [tuple(a) for a in answers] == [
+            (0, {"value": -40}, None, None),
+            (1, {"value": 75}, None, None),
+            (2, {"response": "upper", "confidence": 3}, True, 500.0),
+        ]
+        events = conn.execute(select(t["participant_event"].c.trial_index)).scalars().all()
+        assert sorted(events, key=lambda i: -1 if i is None else i) == [None, 2, 3]
+        n_trials, blocks = conn.execute(
+            select(t["participant"].c.n_trials, t["participant"].c.blocks)
+        ).one()
+        assert n_trials == 5
+        assert [(b["block_index"], b["kind"], b["n_trials"]) for b in blocks] == [
+            (0, "rating", 2),
+            (1, "main", 2),
+            (2, "rating", 1),
+        ]
+        assert [b["before_instructions"] for b in blocks] == [True, False, False]
+
+    downgrade(fresh_engine, before)
+    meta = MetaData()
+    meta.reflect(fresh_engine)
+    t = meta.tables
+    with fresh_engine.connect() as conn:
+        assert conn.execute(
+            select(t["participant"].c.n_trials, t["participant"].c.blocks, t["participant"].c.rating_specs)
+        ).one() == (2, [main_block], specs)  # fmt: skip
+        assert conn.execute(
+            select(t["participant_rating"].c.rating_index, t["participant_rating"].c.value)
+            .order_by(t["participant_rating"].c.rating_index)
+        ).all() == [(0, -40), (1, 75)]  # fmt: skip
+        trial = t["scheduled_trial"]
+        assert conn.execute(
+            select(trial.c.trial_index, trial.c.repeat_of_trial_index).order_by(trial.c.trial_index)
+        ).all() == [(0, None), (1, 0)]  # fmt: skip
+        assert conn.execute(select(t["trial_response"].c.trial_index)).scalars().all() == [0]
+        events = conn.execute(select(t["participant_event"].c.trial_index)).scalars().all()
+        assert sorted(events, key=lambda i: -1 if i is None else i) == [None, 0, 1]
+    downgrade(fresh_engine, "base")

@@ -24,7 +24,6 @@ from app.schedule import (
     BlockSpec,
     Catalog,
     QueryOrder,
-    RatingSpec,
     Schedule,
     TrialKind,
     TrialSpec,
@@ -34,6 +33,8 @@ STANDARD_LISTS = ("main", "practice", "catch", "intuitiveness")
 """List names usable without declaring them: they take the stimulus set's units of that role."""
 RATINGS_PLACEHOLDERS = 3
 """Placeholder units made for a ratings list of role units when no stimulus set is given."""
+RATINGS_TITLE = "Next: rate how intuitive the images are"
+"""The title of a block of rating trials (the page shows it before the block)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +341,42 @@ def generate_schedule(
     blocks: list[BlockSpec] = []
     trials: list[TrialSpec] = []
 
+    def add_ratings(position: Literal["start", "end"], name: str | None) -> None:
+        """A block of rating trials (app/tasks/rating): the start ratings come before the
+        instructions, the end ratings after the last 2-AFC trial."""
+        ids = list(lists.get(name, ())) if name is not None else []
+        if not ids:
+            return
+        if design.ratings.shuffle:
+            stream(design, p, "ratings", position).shuffle(ids)
+        block_index = len(blocks)
+        blocks.append(
+            BlockSpec(
+                block_index=block_index,
+                kind="rating",
+                condition=position,
+                title=RATINGS_TITLE,
+                n_trials=len(ids),
+                block_feedback=False,
+                break_after=False,
+                before_instructions=position == "start",
+            )
+        )
+        for unit_id in ids:
+            trials.append(
+                TrialSpec(
+                    trial_index=len(trials),
+                    block_index=block_index,
+                    task="rating",
+                    trial_kind="rating",
+                    condition=position,
+                    unit_id=unit_id,
+                    feedback=False,
+                )
+            )
+
+    add_ratings("start", design.ratings.start)
+
     def main_batch(condition: str) -> int:
         if design.batches.rotation == "fixed" or not pool:
             return design.batches.main
@@ -446,21 +483,7 @@ def generate_schedule(
     if blocks and blocks[-1].break_after:
         blocks[-1] = blocks[-1].model_copy(update={"break_after": False})
 
-    ratings: list[RatingSpec] = []
-    positions: tuple[tuple[Literal["start", "end"], str | None], ...] = (
-        ("start", design.ratings.start),
-        ("end", design.ratings.end),
-    )
-    for position, name in positions:
-        if name is None:
-            continue
-        ids = list(lists.get(name, ()))
-        if design.ratings.shuffle:
-            stream(design, p, "ratings", position).shuffle(ids)
-        for unit_id in ids:
-            ratings.append(
-                RatingSpec(rating_index=len(ratings), position=position, unit_id=unit_id)
-            )
+    add_ratings("end", design.ratings.end)
     return Schedule(
         design=design.name,
         participant_number=p,
@@ -468,7 +491,6 @@ def generate_schedule(
         arm=arm,
         blocks=tuple(blocks),
         trials=tuple(trials),
-        ratings=tuple(ratings),
     )
 
 

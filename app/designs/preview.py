@@ -42,9 +42,9 @@ def _layer_channel(unit_id: str | None, catalog: Catalog | None) -> tuple[str | 
 
 
 def preview_rows(schedule: Schedule, catalog: Catalog | None = None) -> list[dict[str, Any]]:
-    """One JSON-ready dict per 2-AFC trial, in presentation order.
+    """One JSON-ready dict per trial, in presentation order.
 
-    Keys: trial_index, block_index, attempt, trial_kind, condition, reference_type,
+    Keys: trial_index, block_index, attempt, task, trial_kind, condition, reference_type,
     n_references, grid_mode, unit_id, layer, channel, batch, query_order, feedback,
     catch_query_indices, repeat_of_trial_index. Repeated trials not yet chosen have
     unit_id, layer, channel and batch null.
@@ -58,6 +58,7 @@ def preview_rows(schedule: Schedule, catalog: Catalog | None = None) -> list[dic
                 "trial_index": t.trial_index,
                 "block_index": t.block_index,
                 "attempt": attempts[t.block_index],
+                "task": t.task,
                 "trial_kind": t.trial_kind,
                 "condition": t.condition,
                 "reference_type": t.reference_type,
@@ -106,7 +107,11 @@ def render_preview(
         f"{len(schedule.trials)} trials in {len(schedule.blocks)} blocks",
     ]
     for position in ("start", "end"):
-        ratings = [r.unit_id for r in schedule.ratings if r.position == position]
+        ratings = [
+            t.unit_id or ""
+            for t in schedule.trials
+            if t.task == "rating" and t.condition == position
+        ]
         if ratings:
             out.append(f"intuitiveness ratings at the {position}: {', '.join(ratings)}")
     by_block: dict[int, list[TrialSpec]] = {}
@@ -152,7 +157,7 @@ def render_preview(
             if not t.feedback:
                 notes.append("no feedback")
             batch = "-" if t.batch is None else str(t.batch)
-            order = correct_side(t.query_order)
+            order = correct_side(t.query_order) if t.query_order is not None else "-"
             out.append(
                 f"  {t.trial_index:>5}  {t.trial_kind:<8}  {refs:<20}  {_cell(t, catalog):<22}  "
                 f"{batch:>5}  {order:<9}  {'; '.join(notes)}"

@@ -41,7 +41,6 @@ from app.services import trials as trial_service
 from app.services.answers import submit_answer
 from app.services.experiments import design_of, get_session_by_link, trials_per_participant
 from app.services.instructions import instruction_facts
-from app.tasks import image_url
 from app.tasks.afc2.screen import window_needed_px
 
 logger = logging.getLogger(__name__)
@@ -249,7 +248,8 @@ async def participant_page(
     templates: TemplatesDep,
     settings: SettingsDep,
 ) -> Response:
-    """The participant's current page: consent, ratings, instructions, task, feedback, or done."""
+    """The participant's current page: consent, instructions, task (trials and ratings), feedback,
+    or done."""
 
     def page() -> Response:
         participant = participant_by_token(session, token)
@@ -285,19 +285,17 @@ def _participant_page(
     if status == ParticipantStatus.COMPLETED:
         context["completion"] = participant_service.completion_info(participant)
         return templates.TemplateResponse(request, "participant/done.html", context)
-    if status == ParticipantStatus.CONSENTED:
-        rating = participant_service.pending_rating(session, participant, "start")
-        if rating is not None:
-            return _rating_page(request, session, templates, participant, rating, context)
+    n_done = participant_service.done_count(session, participant.id)
+    if (
+        status == ParticipantStatus.CONSENTED
+        and n_done >= participant_service.n_before_instructions(participant)
+    ):
+        participant_service.instructions_shown(participant)
         context["facts"] = instruction_facts(session, participant, design)
         return templates.TemplateResponse(request, "participant/instructions.html", context)
-    n_done = participant_service.done_count(session, participant.id)
+    # In progress, or consented with start ratings to give: the task page runs the trials.
     if n_done >= participant.n_trials:
-        pending = participant_service.pending_page(session, participant)
-        if pending == "rating":
-            rating = participant_service.pending_rating(session, participant, "end")
-            assert rating is not None
-            return _rating_page(request, session, templates, participant, rating, context)
+        pending = participant_service.pending_page(participant)
         if pending == "feedback":
             return templates.TemplateResponse(request, "participant/feedback.html", context)
         return templates.TemplateResponse(request, "participant/finish.html", context)
@@ -325,43 +323,6 @@ async def _for_participant(session: Session, token: str, work: Callable[[Partici
     """`work(participant)` for the participant of `token`, in one thread-pool hop (`in_one_hop`);
     what it writes is committed there."""
     return await in_one_hop(session, lambda: work(participant_by_token(session, token)))
-
-
-def _rating_page(
-    request: Request,
-    session: Any,
-    templates: Any,
-    participant: Any,
-    rating: dict[str, Any],
-    context: dict[str, Any],
-) -> Response:
-    images = participant_service.rating_images(session, participant, rating["unit_id"])
-    context.update(
-        rating=rating,
-        synthetic=[image_url(h) for h in images["synthetic"]],
-        natural=[image_url(h) for h in images["natural"]],
-        n_ratings=sum(1 for r in participant.rating_specs if r["position"] == rating["position"]),
-    )
-    response: Response = templates.TemplateResponse(request, "participant/rating.html", context)
-    return response
-
-
-@pages.post("/p/{token}/rating")
-async def rating(
-    token: str,
-    session: SessionDep,
-    rating_index: Annotated[int, Form(ge=0, le=1000)],
-    value: Annotated[int, Form(ge=-100, le=100)],
-) -> Response:
-    """Store an intuitiveness rating (slider -100..100), then show the next page."""
-    await _for_participant(
-        session,
-        token,
-        lambda participant: participant_service.record_rating(
-            session, participant, rating_index, value
-        ),
-    )
-    return RedirectResponse(f"/p/{token}", status_code=303)
 
 
 @pages.post("/p/{token}/feedback")
@@ -409,7 +370,9 @@ async def consent(
 @pages.post("/p/{token}/instructions")
 async def instructions_done(token: str, session: SessionDep) -> Response:
     """Instructions read: the task starts."""
-    await _for_participant(session, token, participant_service.finish_instructions)
+    await _for_participant(
+        session, token, lambda p: participant_service.finish_instructions(session, p)
+    )
     return RedirectResponse(f"/p/{token}", status_code=303)
 
 

@@ -28,7 +28,6 @@ from app.models import (
     ExperimentSession,
     Participant,
     ParticipantEvent,
-    ParticipantRating,
     ScheduledTrial,
     StimulusUnit,
     TrialResponse,
@@ -36,7 +35,7 @@ from app.models import (
 from app.services.experiments import design_of
 from app.services.participants import content_names
 from app.services.quality import implausibly_fast, median_answer_interval_ms
-from app.tasks import task_of
+from app.tasks import task_of, tasks
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 STREAM_CHUNK = 1000
@@ -123,7 +122,10 @@ def iter_response_rows(
         .join(Participant, TrialResponse.participant_id == Participant.id)
         .join(ExperimentSession, Participant.experiment_session_id == ExperimentSession.id)
         .outerjoin(StimulusUnit, ScheduledTrial.stimulus_unit_id == StimulusUnit.id)
-        .where(Participant.experiment_id == experiment.id)
+        .where(
+            Participant.experiment_id == experiment.id,
+            ScheduledTrial.task.in_(_tasks_to("responses")),
+        )
         .order_by(Participant.participant_number, TrialResponse.trial_index)
         .execution_options(yield_per=STREAM_CHUNK)
     )
@@ -417,41 +419,66 @@ def iter_event_rows(
 def iter_rating_rows(
     session: Session, experiment: Experiment, *, include_test: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """One row per intuitiveness rating (`ratings.csv`), in participant then rating order."""
+    """One row per intuitiveness rating (`ratings.csv`: the answers to rating trials,
+    app/tasks/rating), in participant then trial order."""
     query = (
         select(
-            ParticipantRating,
+            TrialResponse.trial_index,
+            TrialResponse.answer,
+            TrialResponse.rt_ms,
+            TrialResponse.received_at,
+            ScheduledTrial.condition,
             Participant.participant_number,
             Participant.arm,
+            StimulusUnit.unit_key,
             StimulusUnit.layer,
             StimulusUnit.channel,
         )
-        .join(Participant, ParticipantRating.participant_id == Participant.id)
-        .outerjoin(
-            StimulusUnit,
-            (StimulusUnit.stimulus_set_id == experiment.stimulus_set_id)
-            & (StimulusUnit.unit_key == ParticipantRating.unit_key),
+        .join(ScheduledTrial, TrialResponse.scheduled_trial_id == ScheduledTrial.id)
+        .join(Participant, TrialResponse.participant_id == Participant.id)
+        .outerjoin(StimulusUnit, ScheduledTrial.stimulus_unit_id == StimulusUnit.id)
+        .where(
+            Participant.experiment_id == experiment.id,
+            ScheduledTrial.task.in_(_tasks_to("ratings")),
         )
-        .where(Participant.experiment_id == experiment.id)
-        .order_by(Participant.participant_number, ParticipantRating.rating_index)
+        .order_by(Participant.participant_number, TrialResponse.trial_index)
         .execution_options(yield_per=STREAM_CHUNK)
     )
     if not include_test:
         query = query.where(Participant.test_mode.is_(False))
-    for rating, number, arm, layer, channel in session.execute(query):
+    counts: dict[int, int] = {}
+    for (
+        trial_index,
+        answer,
+        rt_ms,
+        received,
+        position,
+        number,
+        arm,
+        unit_key,
+        layer,
+        channel,
+    ) in session.execute(query):
+        rating_index = counts[number] = counts.get(number, -1) + 1
         yield {
             "experiment": experiment.slug,
             "participant": participant_label(number),
             "participant_group": arm or "",
-            "rating_index": rating.rating_index,
-            "position": rating.position,
-            "unit_key": rating.unit_key,
+            "rating_index": rating_index,
+            "trial_index": trial_index,
+            "position": position,
+            "unit_key": unit_key or "",
             "layer": layer or "",
             "channel": "" if channel is None else channel,
-            "value": rating.value,
-            "rt_ms": "" if rating.rt_ms is None else rating.rt_ms,
-            "received_at": _iso(rating.received_at),
+            "value": answer["value"],
+            "rt_ms": "" if rt_ms is None else round(rt_ms, 3),
+            "received_at": _iso(received),
         }
+
+
+def _tasks_to(table: str) -> list[str]:
+    """The trial types whose answers go to export `table` (`TrialType.export_table`)."""
+    return [name for name, task in tasks().items() if task.export_table == table]
 
 
 def _json_cell(spec: ColumnSpec | None, value: Any) -> Any:

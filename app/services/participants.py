@@ -20,7 +20,6 @@ from app.cache import LruCache
 from app.db import utc_now
 from app.errors import (
     Conflict,
-    InvalidInput,
     NotFound,
     OutOfOrder,
     PlatformIdMissing,
@@ -38,7 +37,6 @@ from app.models import (
     Experiment,
     ExperimentSession,
     Participant,
-    ParticipantRating,
     ScheduledTrial,
     StimulusSet,
     StimulusUnit,
@@ -372,7 +370,6 @@ def enrol(
         test_mode=test_mode,
         n_trials=len(schedule.trials),
         blocks=[b.model_dump(mode="json") for b in schedule.blocks],
-        rating_specs=[r.model_dump(mode="json") for r in schedule.ratings],
         exclusion_reasons=[],
         user_agent=(user_agent or "")[:400] or None,
         screen_w_px=screen_px[0] if screen_px else None,
@@ -401,23 +398,37 @@ def get_participant(session: Session, token: str) -> Participant:
 
 
 def record_consent(participant: Participant, agree: bool) -> None:
-    """Consent given (on to ratings or instructions) or refused (the study ends); a decision
-    after the first is ignored (a resubmitted form)."""
+    """Consent given (on to the start ratings, if the design has them, or the instructions) or
+    refused (the study ends); a decision after the first is ignored (a resubmitted form)."""
     to = ParticipantStatus.CONSENTED if agree else ParticipantStatus.DECLINED
-    if not can_transition(participant.status, to):
-        return
-    now = utc_now()
-    transition(participant, to, now=now)
-    if agree and not any(r["position"] == "start" for r in participant.rating_specs):
-        participant.instructions_shown_at = now
+    if can_transition(participant.status, to):
+        transition(participant, to, now=utc_now())
 
 
-def finish_instructions(participant: Participant) -> None:
-    """Instructions read: the trials start (a repeat is ignored)."""
+def n_before_instructions(participant: Participant) -> int:
+    """Trials of the schedule that come between consent and the instructions (start ratings):
+    the first ones, in blocks with `before_instructions`."""
+    return sum(b["n_trials"] for b in participant.blocks if b.get("before_instructions"))
+
+
+def instructions_shown(participant: Participant) -> None:
+    """The instructions page was served (the first time is kept)."""
+    if participant.instructions_shown_at is None:
+        participant.instructions_shown_at = utc_now()
+
+
+def finish_instructions(session: Session, participant: Participant) -> None:
+    """Instructions read: the trials start (a repeat is ignored).
+
+    Raises:
+        OutOfOrder: start ratings are still to be given (they come before the instructions).
+    """
     if (
         can_transition(participant.status, ParticipantStatus.IN_PROGRESS)
         and participant.instructions_done_at is None
     ):
+        if done_count(session, participant.id) < n_before_instructions(participant):
+            raise OutOfOrder("the ratings come before the instructions")
         transition(participant, ParticipantStatus.IN_PROGRESS, now=utc_now())
 
 
@@ -478,81 +489,6 @@ def task_types(session: Session, participant_id: int) -> list[str]:
     )
 
 
-def pending_rating(
-    session: Session, participant: Participant, position: str
-) -> dict[str, Any] | None:
-    """The next intuitiveness rating of `position` (start|end) not yet given, if any."""
-    specs = [r for r in participant.rating_specs if r["position"] == position]
-    if not specs:
-        return None
-    given = set(
-        session.scalars(
-            select(ParticipantRating.rating_index).where(
-                ParticipantRating.participant_id == participant.id
-            )
-        )
-    )
-    return next((r for r in specs if r["rating_index"] not in given), None)
-
-
-def record_rating(
-    session: Session, participant: Participant, rating_index: int, value: int
-) -> None:
-    """Store an intuitiveness rating; only the pending one is accepted (a repeat is ignored).
-
-    Raises:
-        OutOfOrder: it is not the participant's pending rating.
-        InvalidInput: the value is outside -100..100.
-    """
-    if not -100 <= value <= 100:
-        raise InvalidInput("a rating is between -100 and 100")
-    position = "start" if participant.status == ParticipantStatus.CONSENTED else "end"
-    spec = pending_rating(session, participant, position)
-    if spec is None or spec["rating_index"] != rating_index:
-        done = session.scalar(
-            select(ParticipantRating.id).where(
-                ParticipantRating.participant_id == participant.id,
-                ParticipantRating.rating_index == rating_index,
-            )
-        )
-        if done is not None:
-            return  # a resubmitted form: already stored
-        raise OutOfOrder("this rating is not the current one")
-    if position == "end" and done_count(session, participant.id) < participant.n_trials:
-        raise OutOfOrder("the final ratings come after the last trial")
-    now = utc_now()
-    session.add(
-        ParticipantRating(
-            participant_id=participant.id,
-            rating_index=rating_index,
-            position=position,
-            unit_key=spec["unit_id"],
-            value=value,
-            received_at=now,
-        )
-    )
-    session.flush()
-    participant.last_seen_at = now
-    if position == "start" and pending_rating(session, participant, "start") is None:
-        participant.instructions_shown_at = now
-
-
-def rating_images(session: Session, participant: Participant, unit_id: str) -> dict[str, list[str]]:
-    """Served image names of a rated unit: 9 synthetic and 9 natural max references (batch 0)."""
-    experiment = participant.experiment
-    design = design_of(experiment)
-    units, hashes = experiment_lookup(session, experiment, design.images.encoding)
-    data = units[unit_id].data
-    synthetic = (data.get("synthetic") or {}).get("max_references", [])[:9]
-    batches = (data.get("natural") or {}).get("batches") or []
-    batch = next((b for b in batches if b["batch"] == 0), batches[0] if batches else {})
-    natural = batch.get("max_references", [])[:9]
-    return {
-        "synthetic": [hashes[e["path"]] for e in synthetic],
-        "natural": [hashes[e["path"]] for e in natural],
-    }
-
-
 def record_feedback(participant: Participant, text: str) -> None:
     """Store the optional free-text feedback (once; later posts are ignored).
 
@@ -566,10 +502,8 @@ def record_feedback(participant: Participant, text: str) -> None:
         participant.feedback_at = utc_now()
 
 
-def pending_page(session: Session, participant: Participant) -> str | None:
-    """What must still happen after the last trial: `rating`, `feedback`, or None."""
-    if pending_rating(session, participant, "end") is not None:
-        return "rating"
+def pending_page(participant: Participant) -> str | None:
+    """What must still happen after the last trial: `feedback`, or None."""
     design = design_of(participant.experiment)
     if design.free_text_feedback and participant.feedback_at is None:
         return "feedback"
@@ -597,7 +531,7 @@ def complete(session: Session, participant: Participant) -> dict[str, Any]:
             raise Conflict("the study has not been started")
         if done_count(session, participant.id) < participant.n_trials:
             raise Conflict("not every answer has been received yet")
-        if pending_page(session, participant) is not None:
+        if pending_page(participant) is not None:
             return {
                 **completion_info(participant),
                 "outcome": "pending",

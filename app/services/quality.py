@@ -61,7 +61,10 @@ def answered_rows(session: Session, participant: Participant) -> Answered:
             (TrialResponse.scheduled_trial_id == ScheduledTrial.id)
             & (TrialResponse.participant_id == participant.id),
         )
-        .where(ScheduledTrial.participant_id == participant.id)
+        # The checks judge the 2-AFC answers; ratings have no right answer.
+        .where(
+            ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind != "rating"
+        )
     ).all()
     return Answered(
         rows=[

@@ -22,6 +22,7 @@ from app.services.experiments import design_of
 from app.services.participants import (
     done_count,
     experiment_lookup,
+    n_before_instructions,
     scheduled_values,
     touch_last_seen,
 )
@@ -43,11 +44,16 @@ class Recorded:
     """Trials answered or skipped once this answer is stored (None: count again)."""
 
 
-def _check_active(participant: Participant) -> None:
+def _check_active(participant: Participant, trial_index: int) -> None:
+    """Answers are taken while the study is open, from a participant who loaded the task page
+    and is in progress; trials before the instructions (start ratings) from one who consented."""
     status = participant.experiment_session.status
     if status != "open":
         raise SessionUnavailable(f"this study is {status}")
-    if participant.status != ParticipantStatus.IN_PROGRESS:
+    before_instructions = trial_index < n_before_instructions(participant)
+    if participant.status != ParticipantStatus.IN_PROGRESS and not (
+        before_instructions and participant.status == ParticipantStatus.CONSENTED
+    ):
         if participant.status == ParticipantStatus.COMPLETED:
             raise OutOfOrder("the study is finished; no more answers are taken")
         raise OutOfOrder("the study has not started (consent and instructions first)")
@@ -200,6 +206,11 @@ def next_step(
     base: dict[str, Any] = {"n_trials": participant.n_trials, "n_answered": n_answered}
     if n_answered >= participant.n_trials:
         return {**base, "step": "done", "trial": None, "preload": []}
+    if participant.status != ParticipantStatus.IN_PROGRESS and n_answered >= n_before_instructions(
+        participant
+    ):
+        # The trials before the instructions are done: the instructions page comes next.
+        return {**base, "step": "page", "trial": None, "preload": []}
     rows = list(
         session.scalars(
             select(ScheduledTrial)
@@ -259,7 +270,7 @@ def record_response(
     to a trial that is not the participant's current one raises OutOfOrder, storing nothing.
     """
     try:
-        _check_active(participant)
+        _check_active(participant, submit.trial_index)
         n_answered = done_count(session, participant.id)
         if submit.trial_index != n_answered:
             raise OutOfOrder(f"trial {submit.trial_index} is not the current trial ({n_answered})")

@@ -80,6 +80,10 @@ class TrialType(ABC):
 
     export_columns: ClassVar[Sequence[ColumnSpec]] = ()
     """The type's columns in `responses.csv`, with their codebook entries."""
+    export_table: ClassVar[str] = "responses"
+    """The export its answers go to: `responses` (`responses.csv`, with the generic trial and
+    measurement columns plus `export_columns`) or a table of the type's own (the rating type's
+    `ratings`)."""
 
     @staticmethod
     def is_correct(answer: Mapping[str, Any], solution: Mapping[str, Any] | None) -> bool | None:

@@ -97,7 +97,7 @@ def main(
                 session, launched, {"PROLIFIC_PID": f"prof-{time.time_ns()}-{i}"}
             )
             participant_service.record_consent(participant, True)
-            participant_service.finish_instructions(participant)
+            participant_service.finish_instructions(session, participant)
             participant_service.task_page_served(participant)
             tokens.append(participant.token)
         session.commit()

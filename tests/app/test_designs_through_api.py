@@ -17,7 +17,7 @@ from app import designs
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.migrate import upgrade
-from app.models import Participant, ParticipantRating, ScheduledTrial, StimulusUnit
+from app.models import Participant, ScheduledTrial, StimulusUnit, TrialResponse
 from app.services.blobs import BlobStore
 from app.services.participants import enrol as enrol_service
 from app.services.stimuli import catalog_of, import_stimulus_set
@@ -89,8 +89,8 @@ def test_enrolled_schedules_match_the_design(
                 unit_key[row.stimulus_unit_id] if row.stimulus_unit_id else None
             ) == spec.unit_id
         if preset in EXPECTED_TRIALS:
-            assert len(rows) == EXPECTED_TRIALS[preset]
-        kinds = Counter(r.trial_kind for r in rows)
+            assert len([r for r in rows if r.task == "afc2"]) == EXPECTED_TRIALS[preset]
+        kinds = Counter(r.trial_kind for r in rows if r.task == "afc2")
         for row in rows:
             if row.trial_kind == "catch" and row.catch_query_indices is not None:
                 # Identical-image catch trials: the queries are displayed references.
@@ -118,7 +118,8 @@ def test_enrolled_schedules_match_the_design(
                     if r.trial_kind == "main" and r.condition == condition
                 ]
                 assert len(units) == len(set(units)) == 45
-            assert len(participant.rating_specs) == 3
+            rated = [(r.trial_index, r.condition) for r in rows if r.task == "rating"]
+            assert rated == [(0, "start"), (1, "start"), (2, "start")]
     if preset == "paper-exp1":
         # Odd participants start with synthetic, even ones with natural.
         assert first_conditions == ["synthetic", "natural"] * 4
@@ -143,39 +144,53 @@ def test_paper_exp1_participant_rates_and_gets_repeated_trials_from_own_answers(
     db_session.commit()
     token = _enrol(client, launched.link_code, "pid-full")
     client.post(f"/p/{token}/consent", data={"decision": "agree"})
+    # The start ratings are rating trials on the task page, before the instructions.
+    assert 'data-task-type="rating"' in client.get(f"/p/{token}").text
+    step = client.get(f"/api/p/{token}/next").json()
     for index in range(3):
-        page = client.get(f"/p/{token}").text
-        assert 'data-page="rating"' in page
-        assert (
-            client.post(f"/p/{token}/rating", data={"rating_index": 99, "value": 5}).status_code
-            == 409
+        trial = step["trial"]
+        assert (step["step"], trial["task"], trial["trial_index"]) == ("trial", "rating", index)
+        assert trial["position"] == "start" and len(trial["images"]["synthetic"]) == 9
+        # Neither the instructions nor a 2-AFC answer can skip them.
+        assert client.post(f"/p/{token}/instructions").status_code == 409
+        afc2 = _body(index, {"task": "afc2", "response": "upper", "confidence": 1})
+        assert client.post(f"/api/p/{token}/responses", json=afc2).status_code == 422
+        ack = client.post(
+            f"/api/p/{token}/responses",
+            json=_body(index, {"task": "rating", "value": 10 * index - 50}),
         )
-        client.post(f"/p/{token}/rating", data={"rating_index": index, "value": 10 * index - 50})
+        assert ack.status_code == 200, ack.text
+        assert ack.json()["correct"] is None and ack.json()["solution"] is None
+        step = ack.json()["next"]
+    # Then the instructions page, a page the task page does not show; no 2-AFC answer before it.
+    assert step["step"] == "page"
+    early = _body(3, {"task": "afc2", "response": "upper", "confidence": 1})
+    assert client.post(f"/api/p/{token}/responses", json=early).status_code == 409
     assert "How the task works" in client.get(f"/p/{token}").text
     client.post(f"/p/{token}/instructions")
     participant = db_session.scalar(select(Participant).where(Participant.token == token))
     assert participant is not None
-    ratings = db_session.scalars(
-        select(ParticipantRating).where(ParticipantRating.participant_id == participant.id)
+    values = db_session.scalars(
+        select(TrialResponse.answer)
+        .where(TrialResponse.participant_id == participant.id)
+        .order_by(TrialResponse.trial_index)
     ).all()
-    assert sorted(r.value for r in ratings) == [-50, -40, -30]
+    assert values == [{"value": -50}, {"value": -40}, {"value": -30}]
 
     confidence_of: dict[int, int] = {}
     step = client.get(f"/api/p/{token}/next").json()
     while step["step"] == "trial":
         index = step["trial"]["trial_index"]
-        confidence = 1 + (index * 7) % 3
-        confidence_of[index] = confidence
-        body = {
-            "response_uuid": str(uuid.uuid4()),
-            "trial_index": index,
-            "response": "upper",
-            "confidence": confidence,
-            "rt_ms": 500.0,
-        }
-        ack = client.post(f"/api/p/{token}/responses", json=body)
+        if step["trial"]["task"] == "rating":
+            answer: dict[str, object] = {"task": "rating", "value": 0}
+        else:
+            confidence = 1 + (index * 7) % 3
+            confidence_of[index] = confidence
+            answer = {"task": "afc2", "response": "upper", "confidence": confidence}
+        ack = client.post(f"/api/p/{token}/responses", json=_body(index, answer))
         assert ack.status_code == 200, ack.text
         step = ack.json()["next"]
+    assert step["step"] == "done"
     assert client.post(f"/api/p/{token}/complete").json()["outcome"] in (
         "completed",
         "failed_checks",
@@ -244,6 +259,15 @@ def test_sixty_parallel_enrolments_stay_balanced(committed_engine: Engine, tmp_p
     with factory() as session:
         numbers = sorted(session.scalars(select(Participant.participant_number)))
     assert numbers == list(range(1, 61))
+
+
+def _body(index: int, answer: dict[str, object]) -> dict[str, object]:
+    return {
+        "response_uuid": str(uuid.uuid4()),
+        "trial_index": index,
+        "answer": answer,
+        "rt_ms": 500.0,
+    }
 
 
 def _answer_current(

@@ -2,10 +2,11 @@
 
 Each preset (demo, paper-exp1, paper-exp2, imi) gets a small stimulus set that satisfies it
 (tests.factories.write_structural_set) and a lab session. A participant opens the landing page,
-passes its screen check, consents, gives the start ratings where the design asks, reads the
-instructions and answers trials by keyboard until the first block has ended; the long rest is
-answered through the JSON API (as the page would send it); then the remaining pages (end
-ratings, free-text feedback, finish) are browser pages again, up to the completion code.
+passes its screen check, consents, gives the start ratings where the design asks (rating
+trials on the task page: slider, then Continue), reads the instructions and answers trials by
+keyboard until the first block has ended; the 2-AFC rest is answered through the JSON API (as
+the page would send it); then the end ratings are given on the task page again, and the
+remaining pages (free-text feedback, finish) are browser pages, up to the completion code.
 """
 
 from __future__ import annotations
@@ -75,12 +76,43 @@ def presets_app(
         yield base, links, settings
 
 
+RATING_OPEN = (
+    "(() => { const s = document.querySelector('[data-task-type=rating] [data-rating-submit]');"
+    " return !!s && !s.disabled && !!s.offsetParent; })()"
+)
+
+
+def _give_ratings(page: Any, value: int) -> int:
+    """On the task page: rate every rating trial it shows (Continue on each block message,
+    slider to `value`, Continue); returns how many, once the page has left the rating trials."""
+    n = 0
+    for _ in range(100):
+        page.wait_for_load_state()
+        if not page.locator("[data-task-type=rating]").count():
+            return n  # another page (the instructions, feedback, finish)
+        page.wait_for_function(
+            f"({RATING_OPEN}) || ({MESSAGE_WAITING}) || !document.querySelector('[data-task]')",
+            timeout=30_000,
+        )
+        if page.evaluate(RATING_OPEN):
+            slider = page.locator("[data-task-type=rating] [data-rating-slider]")
+            slider.fill(str(value))
+            page.locator("[data-task-type=rating] [data-rating-submit]").click()
+            n += 1
+            page.wait_for_function(f"!({RATING_OPEN})", timeout=10_000)
+        elif page.evaluate(MESSAGE_WAITING):
+            if not page.get_by_text("rate how intuitive").count():
+                return n  # the next block is a 2-AFC one
+            page.locator("[data-continue]").click()
+    raise AssertionError("the rating trials did not end")
+
+
 def _answer_rest_through_api(base: str, token: str) -> int:
-    """Answer every remaining trial as the page would; returns how many were answered."""
+    """Answer the remaining 2-AFC trials as the page would; returns how many were answered."""
     n = 0
     with httpx.Client(base_url=base, timeout=30) as client:
         step = client.get(f"/api/p/{token}/next").json()
-        while step["step"] == "trial":
+        while step["step"] == "trial" and step["trial"]["task"] == "afc2":
             trial = step["trial"]
             body = {
                 "response_uuid": str(uuid.uuid4()),
@@ -134,11 +166,7 @@ def test_preset_runs_from_link_to_completion_code(
     assert page.locator("[data-screen-check]").get_attribute("data-fits") == "true"
     page.get_by_role("button", name="Start the study").click()
     page.get_by_role("button", name="I agree to take part").click()
-    ratings = 0
-    while page.locator("[data-page=rating]").count():
-        page.locator("[data-rating-slider]").fill("40")
-        page.locator("[data-rating-submit]").click()
-        ratings += 1
+    ratings = _give_ratings(page, 40)
     assert page.locator("[data-page=instructions]").count() == 1
     page.locator("[data-begin]").click()
     token = page.evaluate("JSON.parse(document.getElementById('trial-config').textContent).token")
@@ -164,10 +192,8 @@ def test_preset_runs_from_link_to_completion_code(
     page = ctx.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{base}/p/{token}")
-    while page.locator("[data-page=rating]").count():
-        page.locator("[data-rating-slider]").fill("-20")
-        page.locator("[data-rating-submit]").click()
-        ratings += 1
+    ratings += _give_ratings(page, -20)
+    page.wait_for_selector("[data-page]", timeout=30_000)
     if page.locator("[data-page=feedback]").count():
         page.locator("[data-feedback]").fill("fine")
         page.locator("[data-feedback-submit]").click()

@@ -540,7 +540,7 @@ def test_exports_of_keyed_experiments_show_content_hashes(
     launched = make_launch(db_session, experiment)
     participant, _ = participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "exp-1"})
     participant_service.record_consent(participant, True)
-    participant_service.finish_instructions(participant)
+    participant_service.finish_instructions(db_session, participant)
     participant_service.task_page_served(participant)
     from app.schemas import ResponseSubmit
     from app.services.trials import record_response

@@ -59,7 +59,7 @@ class Afc2(TrialType):
         natural = unit.data.get("natural") or {}
         batches = natural.get("batches") or []
         batch = next((b for b in batches if b["batch"] == spec.batch), batches[0])
-        n = spec.n_references
+        n = spec.n_references or 0
         synthetic = unit.data.get("synthetic") or {}
 
         def refs(side: str) -> list[str]:
@@ -94,6 +94,8 @@ class Afc2(TrialType):
         }
 
     def solution(self, spec: TrialSpec) -> dict[str, Any]:
+        if spec.query_order is None:
+            raise ValueError(f"2-AFC trial {spec.trial_index} has no query order")
         return {"response": correct_side(spec.query_order)}
 
     def payload(self, trial: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,14 +15,20 @@ PRACTICE = EXP1.units["practice"].ids or ()
 CATCH = set(EXP1.units["catch"].ids or ())
 
 
+# The 2-AFC part alone: the ratings are separate trials with streams of their own, so leaving
+# them out changes nothing else (test_exp1_has_186_trials_with_protocol_counts has them).
+EXP1_2AFC = EXP1.model_copy(update={"ratings": EXP1.ratings.model_copy(update={"start": None})})
+
+
 def schedule(p: int) -> Schedule:
-    return generate_schedule(EXP1, None, p)
+    return generate_schedule(EXP1_2AFC, None, p)
 
 
 def test_exp1_has_186_trials_with_protocol_counts() -> None:
-    s = schedule(1)
-    assert len(s.trials) == 186
-    counts = Counter((t.trial_kind, t.condition) for t in s.trials)
+    s = generate_schedule(EXP1, None, 1)
+    afc2 = [t for t in s.trials if t.task == "afc2"]
+    assert len(afc2) == 186
+    counts = Counter((t.trial_kind, t.condition) for t in afc2)
     assert counts == {
         ("practice", "none"): 5,
         ("practice", "natural"): 5,
@@ -36,9 +42,16 @@ def test_exp1_has_186_trials_with_protocol_counts() -> None:
         ("repeated", "natural"): 6,
         ("repeated", "synthetic"): 6,
     }
-    assert [t.trial_index for t in s.trials] == list(range(186))
-    assert [r.unit_id for r in s.ratings if r.position == "start"] != []
-    assert {r.unit_id for r in s.ratings} == {"mixed3a:43", "mixed4b:504", "mixed5b:17"}
+    # The three start ratings are the first block, before the 2-AFC trials (no end ratings).
+    assert [t.trial_index for t in s.trials] == list(range(189))
+    ratings = s.trials[:3]
+    assert {(t.task, t.trial_kind, t.condition, t.block_index) for t in ratings} == {
+        ("rating", "rating", "start", 0)
+    }
+    assert {t.unit_id for t in ratings} == {"mixed3a:43", "mixed4b:504", "mixed5b:17"}
+    assert s.blocks[0].kind == "rating" and s.blocks[0].before_instructions
+    assert not any(b.before_instructions for b in s.blocks[1:])
+    assert all(t.task == "afc2" for t in s.trials[3:])
 
 
 @pytest.mark.parametrize("p", range(1, 9))
@@ -178,7 +191,7 @@ def test_exp1_is_deterministic_and_differs_between_participants_and_seeds() -> N
     assert schedule(5).trials != schedule(7).trials
     other = EXP1.model_copy(update={"seed": "another"})
     assert generate_schedule(other, None, 5).trials != schedule(5).trials
-    orders = Counter(t.query_order for t in schedule(5).trials)
+    orders = Counter(t.query_order for t in schedule(5).trials if t.task == "afc2")
     assert 60 < orders["max_upper"] < 126
 
 
@@ -198,4 +211,4 @@ PINNED_HEAD: list[tuple[str | None, str]] = [
 
 def test_exp1_with_catalog_matches_without(catalog_for) -> None:  # type: ignore[no-untyped-def]
     catalog = catalog_for(EXP1)
-    assert generate_schedule(EXP1, catalog, 4) == schedule(4)
+    assert generate_schedule(EXP1, catalog, 4) == generate_schedule(EXP1, None, 4)

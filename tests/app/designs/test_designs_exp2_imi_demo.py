@@ -15,7 +15,12 @@ from app.designs import (
 )
 from app.schedule import Catalog
 
-EXP2 = load_design("paper-exp2")
+EXP2_WITH_RATINGS = load_design("paper-exp2")
+# The 2-AFC part alone (the ratings are separate trials with streams of their own, so leaving
+# them out changes nothing else; test_exp2_has_216_trials_each_set_once_per_condition has them).
+EXP2 = EXP2_WITH_RATINGS.model_copy(
+    update={"ratings": EXP2_WITH_RATINGS.ratings.model_copy(update={"start": None, "end": None})}
+)
 SETS = {name: set(EXP2.units[name].ids or ()) for name in ("set_a", "set_b", "set_c", "set_d")}
 SET_E = set(EXP2.units["set_e"].ids or ())
 GRIDS = ("max-1", "min-max-1", "max-9", "min-max-9")
@@ -32,9 +37,9 @@ def test_exp2_unit_sets_follow_protocol() -> None:
 
 @pytest.mark.parametrize("p", range(1, 9))
 def test_exp2_has_216_trials_each_set_once_per_condition(p: int) -> None:
-    s = generate_schedule(EXP2, None, p)
-    assert len(s.trials) == 216
-    kinds = Counter(t.trial_kind for t in s.trials)
+    s = generate_schedule(EXP2_WITH_RATINGS, None, p)
+    assert len([t for t in s.trials if t.task == "afc2"]) == 216
+    kinds = Counter(t.trial_kind for t in s.trials if t.task == "afc2")
     assert kinds == {"practice": 24, "main": 160, "catch": 32}
     sets_seen = []
     for grid in GRIDS:
@@ -64,7 +69,15 @@ def test_exp2_has_216_trials_each_set_once_per_condition(p: int) -> None:
         if t.trial_kind == "catch":
             assert t.catch_query_indices is not None
             assert max(t.catch_query_indices) < t.n_references
-    assert [r.position for r in s.ratings] == ["start"] * 3 + ["end"] * 3
+    ratings = [(t.trial_index, t.condition) for t in s.trials if t.task == "rating"]
+    n = len(s.trials)
+    assert ratings == [(0, "start"), (1, "start"), (2, "start")] + [
+        (n - 3, "end"),
+        (n - 2, "end"),
+        (n - 1, "end"),
+    ]
+    assert [b.kind for b in (s.blocks[0], s.blocks[-1])] == ["rating", "rating"]
+    assert not s.blocks[-2].break_after  # the end ratings follow the last block directly
 
 
 def _section_order(p: int) -> list[str]:

@@ -27,7 +27,7 @@ REQUIRED = {
 def test_json_preview_lists_trials_with_required_fields() -> None:
     s = generate_schedule(load_design("paper-exp1"), None, 3)
     rows = json.loads(render_preview(s, "json"))
-    assert len(rows) == 186 and REQUIRED <= set(rows[0])
+    assert len(rows) == 189 and REQUIRED <= set(rows[0])  # 3 start ratings, 186 2-AFC trials
     assert rows[5]["layer"].startswith("mixed") and isinstance(rows[5]["channel"], int)
     repeated = [r for r in rows if r["trial_kind"] == "repeated"]
     assert len(repeated) == 18
@@ -60,7 +60,7 @@ def test_cli_preview_prints_json_and_refuses_bad_designs(tmp_path) -> None:  # t
         app, ["experiments", "preview", "paper-exp2", "--participant", "2", "--format", "json"]
     )
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)) == 216
+    assert len(json.loads(result.stdout)) == 222  # 216 2-AFC trials, 3 + 3 ratings
     result = runner.invoke(app, ["experiments", "preview", "imi", "--participant", "1"])
     assert result.exit_code == 0 and "arm " in result.stdout
     bad = tmp_path / "bad.toml"

@@ -65,6 +65,28 @@ def start_task(client: TestClient, token: str) -> dict[str, Any]:
     return task_config(page.text)
 
 
+def give_start_ratings(client: TestClient, token: str, value: int = 0) -> str:
+    """After consent: answer the start ratings (rating trials on the task page) if the design
+    has them; returns the page that follows (the instructions)."""
+    page = client.get(f"/p/{token}").text
+    while 'data-task-type="rating"' in page and "How the task works" not in page:
+        step = task_config(page)["step"]
+        while step["step"] == "trial":
+            assert step["trial"]["task"] == "rating"
+            body = {
+                "response_uuid": str(uuid.uuid4()),
+                "trial_index": step["trial"]["trial_index"],
+                "answer": {"task": "rating", "value": value},
+                "rt_ms": 2000.0,
+            }
+            ack = client.post(f"/api/p/{token}/responses", json=body)
+            assert ack.status_code == 200, ack.text
+            step = ack.json()["next"]
+        assert step["step"] == "page"
+        page = client.get(f"/p/{token}").text
+    return page
+
+
 def task_config(page: str) -> dict[str, Any]:
     found = re.search(r'<script type="application/json" id="trial-config">(.*?)</script>', page)
     assert found is not None, "not the task page"
@@ -190,7 +212,7 @@ def test_an_answer_carries_its_trial_types_fields(
         ({**nested, "answer": {"task": "rating", "value": 3}}, "answer"),
         (
             {**nested, "answer": {"task": "afc2", "response": "lower", "confidence": 4}},
-            "answer.confidence",
+            "answer.afc2.confidence",
         ),
         ({**nested, "response": "lower"}, "response"),  # both forms at once
     ):

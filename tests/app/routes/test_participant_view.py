@@ -16,7 +16,7 @@ from app import designs
 from app.config import Settings
 from app.models import Participant, StimulusSet, TrialResponse
 from app.tasks.afc2.screen import window_needed_px
-from tests.app.routes.test_participant_flow import answer, enrol, start_task
+from tests.app.routes.test_participant_flow import answer, enrol, give_start_ratings, start_task
 from tests.app.test_designs_through_api import _import
 from tests.factories import make_experiment, make_launch
 
@@ -135,12 +135,7 @@ def test_instructions_say_what_the_design_does(
     db_session.commit()
     token = enrol(client, launched.link_code, {"PROLIFIC_PID": f"instr-{preset}"})
     client.post(f"/p/{token}/consent", data={"decision": "agree"})
-    page = client.get(f"/p/{token}").text
-    while 'data-page="rating"' in page:
-        index = re.search(r'name="rating_index" value="(\d+)"', page)
-        assert index is not None
-        client.post(f"/p/{token}/rating", data={"rating_index": index.group(1), "value": "0"})
-        page = client.get(f"/p/{token}").text
+    page = give_start_ratings(client, token)
     assert "How the task works" in page
     text = _text(page)
     for phrase in expected:

@@ -22,7 +22,7 @@ def test_insert_race_stores_once_and_answers_duplicate_or_conflict(
     launched = make_launch(db_session, make_experiment(db_session, demo_set))
     participant, _ = participant_service.enrol(db_session, launched, {"PROLIFIC_PID": "race"})
     participant_service.record_consent(participant, True)
-    participant_service.finish_instructions(participant)
+    participant_service.finish_instructions(db_session, participant)
     participant_service.task_page_served(participant)
     db_session.flush()
     # Both rival requests read "trial 0 is current" before either stored its answer.

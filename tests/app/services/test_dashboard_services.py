@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import tracemalloc
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -26,9 +27,9 @@ from app.export_format import (
 from app.models import (
     Participant,
     ParticipantEvent,
-    ParticipantRating,
     ScheduledTrial,
     StimulusSet,
+    StimulusUnit,
     TrialResponse,
 )
 from app.services import auth, export, monitor
@@ -207,12 +208,42 @@ def test_exports_columns_order_neutralisation_and_test_mode(
         [
             ParticipantEvent(participant_id=p2.id, kind="resize", data={"w": 800, "h": 600}),
             ParticipantEvent(participant_id=p1.id, kind="focus_lost", trial_index=3),
-            ParticipantRating(
-                participant_id=p1.id, rating_index=0, position="start", unit_key="x", value=-40
-            ),
         ]
     )
+    # An intuitiveness rating: an answer to a rating trial (ratings.csv, never responses.csv).
+    unit = db_session.scalars(
+        select(StimulusUnit).where(StimulusUnit.stimulus_set_id == demo_set.id)
+    ).first()
+    assert unit is not None
+    rating_trial = ScheduledTrial(
+        participant_id=p1.id,
+        trial_index=p1.n_trials,
+        block_index=len(p1.blocks),
+        task="rating",
+        trial_kind="rating",
+        condition="end",
+        stimulus_unit_id=unit.id,
+        feedback=False,
+        display={"synthetic": [], "natural": []},
+        solution=None,
+    )
+    db_session.add(rating_trial)
     db_session.flush()
+    db_session.add(
+        TrialResponse(
+            participant_id=p1.id,
+            scheduled_trial_id=rating_trial.id,
+            trial_index=rating_trial.trial_index,
+            response_uuid=str(uuid.uuid4()),
+            answer={"value": -40},
+            correct=None,
+            rt_ms=1234.5,
+        )
+    )
+    db_session.flush()
+    assert [
+        r for r in export.iter_response_rows(db_session, experiment) if r["participant"] == "p00001"
+    ] == []
 
     def table(rows: Any, columns: tuple[str, ...], codebook: Any = None) -> list[dict[str, str]]:
         out = io.StringIO()
@@ -258,6 +289,12 @@ def test_exports_columns_order_neutralisation_and_test_mode(
         export.iter_rating_rows(db_session, experiment), RATING_COLUMNS, RATING_CODEBOOK
     )
     assert ratings[0]["value"] == "-40"  # numbers are never "neutralised"
+    assert (ratings[0]["position"], ratings[0]["unit_key"], ratings[0]["rt_ms"]) == (
+        "end",
+        unit.unit_key,
+        "1234.5",
+    )
+    assert (ratings[0]["rating_index"], ratings[0]["trial_index"]) == ("0", str(p1.n_trials))
 
     document = json.loads(
         "".join(export.iter_json_chunks(db_session, experiment, pseudonym_key=KEY))
@@ -315,7 +352,6 @@ def test_responses_export_streams_100k_rows_in_bounded_memory(
             "blocks",
             "excluded",
             "exclusion_reasons",
-            "rating_specs",
         )
     }
     ids = list(

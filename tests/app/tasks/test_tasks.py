@@ -144,9 +144,46 @@ def extra_type(tmp_path: Path) -> Iterator[None]:
 
 
 def test_a_type_in_its_own_folder_is_found_and_answers_are_told_apart(extra_type: None) -> None:
-    assert set(tasks()) == {"afc2", "echo"}
+    assert set(tasks()) == {"afc2", "rating", "echo"}
     assert isinstance(task_of("echo"), TrialType) and task_of(None) is AFC2
     adapter: TypeAdapter[Any] = TypeAdapter(answer_union())
     assert adapter.validate_python({"task": "echo", "word": "hi"}).word == "hi"
     with pytest.raises(ValidationError):
         adapter.validate_python({"task": "echo", "response": "upper", "confidence": 2})
+
+
+RATING_SPEC = TrialSpec(
+    trial_index=0,
+    block_index=0,
+    task="rating",
+    trial_kind="rating",
+    condition="start",
+    unit_id="u",
+    feedback=False,
+)
+
+
+def test_the_rating_type_shows_nine_of_each_kind_and_has_no_right_answer() -> None:
+    rating = task_of("rating")
+    display = rating.display(RATING_SPEC, UNIT, NAMES)  # type: ignore[arg-type]
+    assert display == {
+        "synthetic": [f"smax{i}.webp" for i in range(9)],
+        "natural": [f"nmax{i}.webp" for i in range(9)],
+    }
+    assert rating.solution(RATING_SPEC) is None
+    assert rating.is_correct({"value": 40}, None) is None
+    assert rating.preload(display) == [*display["synthetic"], *display["natural"]]
+    payload = rating.payload({"condition": "start", "display": display, "solution": None})
+    assert payload["position"] == "start" and payload["scale"]["min"] == -100
+    assert payload["images"]["natural"][0] == "/img/nmax0.webp"
+    assert "solution" not in payload
+    assert rating.export_table == "ratings" and AFC2.export_table == "responses"
+    assert rating.export_values({"value": -7}, None) == {"value": -7}
+
+
+@pytest.mark.parametrize("value", [101, -101, 2.5, "10", True, None])
+def test_a_rating_outside_the_scale_or_not_an_integer_is_refused(value: Any) -> None:
+    adapter: TypeAdapter[Any] = TypeAdapter(answer_union())
+    assert adapter.validate_python({"task": "rating", "value": 100}).value == 100
+    with pytest.raises(ValidationError):
+        adapter.validate_python({"task": "rating", "value": value})
