@@ -300,6 +300,9 @@ def _participant_page(
             return templates.TemplateResponse(request, "participant/feedback.html", context)
         return templates.TemplateResponse(request, "participant/finish.html", context)
     participant_service.task_page_served(participant)
+    step = trial_service.next_step(
+        session, participant, n_answered=n_done, ahead=settings.preload_ahead
+    )
     context["config"] = {
         "token": participant.token,
         "api": f"/api/p/{participant.token}",
@@ -310,10 +313,15 @@ def _participant_page(
         "min_scale": design.screen.min_scale,
         # The step GET /next gives now: the script starts with it unless it first had queued
         # answers to send (one request less for every start and reload).
-        "step": trial_service.next_step(
-            session, participant, n_answered=n_done, ahead=settings.preload_ahead
-        ),
+        "step": step,
     }
+    # The first trial's images, as preload hints in the page's head: the browser fetches them
+    # while it loads the scripts, which would otherwise ask for them only once they run.
+    context["first_images"] = (
+        trial_service.trial_urls(session, participant.id, step["trial"]["trial_index"])
+        if step["step"] == "trial"
+        else []
+    )
     # The markup and stylesheets of the trial types this schedule uses (templates/tasks/).
     context["task_types"] = participant_service.task_types(session, participant.id)
     return templates.TemplateResponse(request, "participant/task.html", context)

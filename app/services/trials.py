@@ -197,6 +197,17 @@ def preload_urls(trials: Iterable[Mapping[str, Any]]) -> list[str]:
     return list(urls)
 
 
+def trial_urls(session: Session, participant_id: int, trial_index: int) -> list[str]:
+    """The image URLs of one scheduled trial, in the order its type preloads them."""
+    row = session.execute(
+        select(ScheduledTrial.task, ScheduledTrial.display).where(
+            ScheduledTrial.participant_id == participant_id,
+            ScheduledTrial.trial_index == trial_index,
+        )
+    ).first()
+    return preload_urls([{"task": row.task, "display": row.display}]) if row else []
+
+
 def next_step(
     session: Session, participant: Participant, *, n_answered: int | None = None, ahead: int = 3
 ) -> dict[str, Any]:

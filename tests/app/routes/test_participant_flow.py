@@ -140,6 +140,12 @@ def test_scripted_participant_runs_the_whole_session(
     for url in [*trial["references"]["max"], trial["queries"]["upper"]]:
         assert re.fullmatch(r"/img/[0-9a-f]{64}\.webp", url)
     assert "max" not in trial["queries"]["upper"]
+    # The page's head hints the first trial's images, so the browser fetches them at once.
+    hinted = re.findall(
+        r'<link rel="preload" as="image" href="([^"]+)">', client.get(f"/p/{token}").text
+    )
+    shown = [*trial["references"]["max"], *trial["references"]["min"], *trial["queries"].values()]
+    assert sorted(hinted) == sorted(set(shown))
 
     stored: dict[int, dict[str, Any]] = {}
     index = 0
