@@ -575,7 +575,7 @@ async function runSteps(p, step) {
       return;
     }
     const trial = step.trial;
-    const task = taskFor(trial);
+    const task = await taskFor(trial);
     const view = viewOf(p, task);
     p.shownTrialIndex = Number.isInteger(trial.trial_index) ? trial.trial_index : null;
     const upcoming = [...task.urls(trial), ...(Array.isArray(step.preload) ? step.preload : [])];

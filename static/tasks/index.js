@@ -1,6 +1,6 @@
 // The trial types the task page can run, by the name a trial carries in `trial.task`
 // (docs/adding-a-task.md, "On the page"). The runner (static/trial.js) knows no type: it asks
-// this registry for the trial's module and drives it through the interface below.
+// taskFor (below) for the trial's module and drives it through the interface below.
 //
 // A task type is one ES module, static/tasks/<name>.js (helpers in static/tasks/<name>/), with
 // its markup in templates/tasks/<name>.html. The module exports:
@@ -67,24 +67,45 @@
 // data-phase "feedback" and view.feedback() if trial.feedback is not false; blank screen;
 // view.hide().
 
-import * as afc2 from "./afc2.js";
-import * as rating from "./rating.js";
-
-/** The trial types, by name. A new type is imported above and added here. */
-export const TASKS = Object.freeze({ [afc2.name]: afc2, [rating.name]: rating });
-
 /** The type a trial has when it names none. */
 export const DEFAULT_TASK = "afc2";
+
+/** What a type's name may look like (it becomes a module path). */
+const NAME = /^[a-z][a-z0-9_]{0,31}$/;
+
+const loaded = new Map(); // name -> Promise of the module
 
 /** The name of a trial's type: `trial.task`, or DEFAULT_TASK when it has none. */
 export function taskName(trial) {
   return typeof trial?.task === "string" && trial.task ? trial.task : DEFAULT_TASK;
 }
 
-/** The module of a trial's type; throws for a type this page does not have. */
+/**
+ * The module of a trial's type, static/tasks/<name>.js, imported when first needed (the task
+ * page lists every module under static/tasks/ in its import map and modulepreload links, so
+ * this takes it from the module map without a request). No registry to edit: a new type is a
+ * new module. Rejects for a type this page does not have.
+ * @returns {Promise<object>}
+ */
 export function taskFor(trial) {
   const name = taskName(trial);
-  const task = Object.hasOwn(TASKS, name) ? TASKS[name] : undefined;
-  if (!task) throw new Error(`unknown trial type ${JSON.stringify(name)}`);
-  return task;
+  if (!NAME.test(name)) return Promise.reject(unknown(name));
+  if (!loaded.has(name)) {
+    const module = import(`./${name}.js`).then(
+      (m) => {
+        if (m.name !== name || typeof m.mount !== "function") throw unknown(name);
+        return m;
+      },
+      () => {
+        loaded.delete(name); // e.g. a network failure: a later call tries again
+        throw unknown(name);
+      },
+    );
+    loaded.set(name, module);
+  }
+  return loaded.get(name);
+}
+
+function unknown(name) {
+  return new Error(`unknown trial type ${JSON.stringify(name)}`);
 }
