@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TrialKind = Literal["practice", "main", "catch", "repeated", "rating"]
+TrialKind = Literal["practice", "main", "catch", "repeated", "task"]
+"""`task`: a trial of a task block (a type other than the 2-AFC, e.g. a rating; docs/designs.md)."""
 ReferenceType = Literal["natural", "synthetic", "none", "mixed"]
 GridMode = Literal["min_max", "max_only", "none"]
 QueryOrder = Literal["max_upper", "max_lower"]
@@ -83,7 +84,7 @@ class BlockSpec(_Frozen):
     """A block of consecutive trials: shown with an intro before and feedback/break after."""
 
     block_index: int = Field(ge=0)
-    kind: Literal["practice", "main", "repeated", "rating"]
+    kind: Literal["practice", "main", "repeated", "task"]
     condition: str
     title: str
     """Shown before the block, e.g. "Next: natural reference images"."""
@@ -102,8 +103,8 @@ class BlockSpec(_Frozen):
     """Repeated blocks: how many trials repeat the least confident main trials (the others
     repeat the most confident ones)."""
     before_instructions: bool = False
-    """Run between consent and the instructions (the start ratings); the block's trials are the
-    first of the schedule."""
+    """Run between consent and the instructions (a task block at the start, e.g. the start
+    ratings); the block's trials are the first of the schedule."""
 
 
 class Schedule(_Frozen):

@@ -379,9 +379,9 @@ def test_ratings_become_rating_trials_and_back(fresh_engine: Engine) -> None:
         ).one()
         assert n_trials == 5
         assert [(b["block_index"], b["kind"], b["n_trials"]) for b in blocks] == [
-            (0, "rating", 2),
+            (0, "task", 2),
             (1, "main", 2),
-            (2, "rating", 1),
+            (2, "task", 1),
         ]
         assert [b["before_instructions"] for b in blocks] == [True, False, False]
 

@@ -23,9 +23,9 @@ from app.designs.generate import (
 from app.designs.model import VAR_PATTERN, BlockTemplate, Design
 from app.designs.plan import ARM_VAR, possible_values, variable_choices
 from app.schedule import Catalog, UnitInfo
+from app.tasks import DEFAULT_TASK, tasks
 
 KeyPath = tuple[str | int, ...]
-RATING_REFERENCES = 9
 """The intuitiveness page shows 9 synthetic and 9 natural maximally activating images."""
 
 
@@ -55,6 +55,15 @@ def parse_path(text: str) -> KeyPath:
         for index in rest.replace("]", "").split("[") if rest else ():
             parts.append(int(index))
     return tuple(parts)
+
+
+def _path(where: str, key: str) -> KeyPath:
+    """The key path of a task block's field (`where` from Design.task_block_list): the
+    `[ratings]` key for the paper's shorthand (`ratings.start`), else `task_blocks[i].key`."""
+    section, index = where.split(".")
+    if section == "ratings":
+        return ("ratings", index)
+    return ("task_blocks", int(index), key)
 
 
 def suggest(word: str, options: Iterable[object]) -> str:
@@ -159,10 +168,21 @@ def static_issues(design: Design) -> list[Issue]:
         catch_used = catch_used or block.n_catch > 0
     if catch_used and unit_list(design, design.catch.units) is None:
         issues.append(Issue(("catch", "units"), f"unknown unit list {design.catch.units!r}"))
-    for key in ("start", "end"):
-        name = getattr(design.ratings, key)
-        if name is not None and unit_list(design, name) is None:
-            issues.append(Issue(("ratings", key), f"unknown unit list {name!r}"))
+    for where, task_block in design.task_block_list():
+        path = _path(where, "units")
+        if unit_list(design, task_block.units) is None:
+            issues.append(Issue(path, f"unknown unit list {task_block.units!r}"))
+        if task_block.task == DEFAULT_TASK:
+            issues.append(
+                Issue(_path(where, "task"), "2-AFC trials come from [[sections]] or [[blocks]]")
+            )
+        elif task_block.task not in tasks():
+            issues.append(
+                Issue(
+                    _path(where, "task"),
+                    f"unknown trial type {task_block.task!r}{suggest(task_block.task, tasks())}",
+                )
+            )
     if design.repeated is not None:
         for i, condition in enumerate(design.repeated.conditions):
             if condition not in design.conditions:
@@ -390,19 +410,12 @@ def catalog_issues(design: Design, catalog: Catalog) -> list[Issue]:
                             f"unit {unit_id!r} has no natural batch {design.batches.main}",
                         )
                     )
-    for key in ("start", "end"):
-        name = getattr(design.ratings, key)
-        if name is None:
+    for where, task_block in design.task_block_list():
+        task = tasks().get(task_block.task)
+        if task is None:
             continue
-        for unit_id in lists.get(name, ()):
-            unit = by_id[unit_id]
-            if min(unit.n_synthetic_references, unit.n_natural_references) < RATING_REFERENCES:
-                issues.append(
-                    Issue(
-                        ("ratings", key),
-                        f"intuitiveness unit {unit_id!r} needs {RATING_REFERENCES} synthetic and "
-                        f"{RATING_REFERENCES} natural references (has "
-                        f"{unit.n_synthetic_references} and {unit.n_natural_references})",
-                    )
-                )
+        for unit_id in lists.get(task_block.units, ()):
+            problem = task.unit_problem(by_id[unit_id])
+            if problem is not None:
+                issues.append(Issue(_path(where, "units"), f"unit {unit_id!r} {problem}"))
     return issues

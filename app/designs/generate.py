@@ -28,13 +28,13 @@ from app.schedule import (
     TrialKind,
     TrialSpec,
 )
+from app.tasks import task_of
 
 STANDARD_LISTS = ("main", "practice", "catch", "intuitiveness")
 """List names usable without declaring them: they take the stimulus set's units of that role."""
-RATINGS_PLACEHOLDERS = 3
-"""Placeholder units made for a ratings list of role units when no stimulus set is given."""
-RATINGS_TITLE = "Next: rate how intuitive the images are"
-"""The title of a block of rating trials (the page shows it before the block)."""
+TASK_BLOCK_PLACEHOLDERS = 3
+"""Placeholder units made for a task block's list of role units when no stimulus set is
+given (the intuitiveness ratings' three units)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +150,8 @@ def list_needs(design: Design, use: Usage) -> dict[str, int]:
         needs[name] = max(needs.get(name, 0), n)
     if use.catch_max:
         needs[design.catch.units] = max(needs.get(design.catch.units, 0), use.catch_max)
-    for rated in (design.ratings.start, design.ratings.end):
-        if rated is not None:
-            needs[rated] = max(needs.get(rated, 0), 1)
+    for _, block in design.task_block_list():
+        needs[block.units] = max(needs.get(block.units, 0), 1)
     return needs
 
 
@@ -186,8 +185,8 @@ def resolve_lists(design: Design, catalog: Catalog | None) -> dict[str, tuple[st
                 if needs is None:
                     needs = list_needs(design, usage(design))
                 n = needs.get(name, 0)
-                if name in (design.ratings.start, design.ratings.end):
-                    n = max(n, RATINGS_PLACEHOLDERS)
+                if name in {block.units for _, block in design.task_block_list()}:
+                    n = max(n, TASK_BLOCK_PLACEHOLDERS)
                 if listed.group_size is not None and n % listed.group_size:
                     n += listed.group_size - n % listed.group_size
             prefix = design.placeholder_unit_prefix
@@ -197,7 +196,7 @@ def resolve_lists(design: Design, catalog: Catalog | None) -> dict[str, tuple[st
 
 
 def referenced_lists(design: Design) -> set[str]:
-    """Every list name any participant's blocks, catch trials or ratings can use."""
+    """Every list name any participant's blocks, catch trials or task blocks can use."""
     names: set[str] = set()
     for s, section in enumerate(design.section_list()):
         choices = variable_choices(design, s)
@@ -205,9 +204,7 @@ def referenced_lists(design: Design) -> set[str]:
             names.update(possible_values(block.unit_list, choices))
             if block.n_catch:
                 names.add(design.catch.units)
-    for name in (design.ratings.start, design.ratings.end):
-        if name is not None:
-            names.add(name)
+    names.update(block.units for _, block in design.task_block_list())
     return names
 
 
@@ -341,41 +338,46 @@ def generate_schedule(
     blocks: list[BlockSpec] = []
     trials: list[TrialSpec] = []
 
-    def add_ratings(position: Literal["start", "end"], name: str | None) -> None:
-        """A block of rating trials (app/tasks/rating): the start ratings come before the
-        instructions, the end ratings after the last 2-AFC trial."""
-        ids = list(lists.get(name, ())) if name is not None else []
-        if not ids:
-            return
-        if design.ratings.shuffle:
-            stream(design, p, "ratings", position).shuffle(ids)
-        block_index = len(blocks)
-        blocks.append(
-            BlockSpec(
-                block_index=block_index,
-                kind="rating",
-                condition=position,
-                title=RATINGS_TITLE,
-                n_trials=len(ids),
-                block_feedback=False,
-                break_after=False,
-                before_instructions=position == "start",
-            )
-        )
-        for unit_id in ids:
-            trials.append(
-                TrialSpec(
-                    trial_index=len(trials),
+    def add_task_blocks(position: Literal["start", "end"]) -> None:
+        """The design's task blocks at `position` (Design.task_block_list): one trial of the
+        block's type per unit of its list; the start ones come before the instructions."""
+        for where, spec in design.task_block_list():
+            if spec.position != position:
+                continue
+            ids = list(lists.get(spec.units, ()))
+            if not ids:
+                continue
+            if spec.shuffle:
+                # The ratings keep the stream they always had: their schedules stay the same.
+                key = ("ratings", position) if where.startswith("ratings.") else (where,)
+                stream(design, p, *key).shuffle(ids)
+            block_index = len(blocks)
+            blocks.append(
+                BlockSpec(
                     block_index=block_index,
-                    task="rating",
-                    trial_kind="rating",
+                    kind="task",
                     condition=position,
-                    unit_id=unit_id,
-                    feedback=False,
+                    title=spec.title or task_of(spec.task).block_title,
+                    n_trials=len(ids),
+                    block_feedback=False,
+                    break_after=False,
+                    before_instructions=position == "start",
                 )
             )
+            for unit_id in ids:
+                trials.append(
+                    TrialSpec(
+                        trial_index=len(trials),
+                        block_index=block_index,
+                        task=spec.task,
+                        trial_kind="task",
+                        condition=position,
+                        unit_id=unit_id,
+                        feedback=False,
+                    )
+                )
 
-    add_ratings("start", design.ratings.start)
+    add_task_blocks("start")
 
     def main_batch(condition: str) -> int:
         if design.batches.rotation == "fixed" or not pool:
@@ -483,7 +485,7 @@ def generate_schedule(
     if blocks and blocks[-1].break_after:
         blocks[-1] = blocks[-1].model_copy(update={"break_after": False})
 
-    add_ratings("end", design.ratings.end)
+    add_task_blocks("end")
     return Schedule(
         design=design.name,
         participant_number=p,

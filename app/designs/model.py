@@ -208,11 +208,26 @@ class RepeatedSpec(_Model):
 
 
 class RatingsSpec(_Model):
-    """Intuitiveness ratings (slider -100..100) of units of a list, at the start and/or end."""
+    """Intuitiveness ratings (slider -100..100) of units of a list, at the start and/or end:
+    the paper's shorthand for task blocks of the `rating` type (`Design.task_block_list`)."""
 
     start: str | None = None
     end: str | None = None
     shuffle: bool = True
+
+
+class TaskBlockSpec(_Model):
+    """A block of trials of one trial type (app/tasks/<task>), one per unit of a list, before
+    the instructions (`start`) or after the last 2-AFC trial (`end`): how a design schedules a
+    type other than the 2-AFC, which `[[sections]]`/`[[blocks]]` make."""
+
+    task: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    units: str
+    position: Literal["start", "end"]
+    shuffle: bool = True
+    """Order the units randomly per participant (else in list order)."""
+    title: str | None = None
+    """Shown before the block; default: the type's `block_title`."""
 
 
 class CatchSpec(_Model):
@@ -335,6 +350,7 @@ class Design(_Model):
     catch: CatchSpec = CatchSpec()
     repeated: RepeatedSpec | None = None
     ratings: RatingsSpec = RatingsSpec()
+    task_blocks: tuple[TaskBlockSpec, ...] = ()
     feedback: FeedbackSpec = FeedbackSpec()
     timing: TimingSpec = TimingSpec()
     screen: ScreenSpec = ScreenSpec()
@@ -375,6 +391,20 @@ class Design(_Model):
         if self.sections:
             return self.sections
         return (Section(name="main", blocks=self.blocks),)
+
+    def task_block_list(self) -> tuple[tuple[str, TaskBlockSpec], ...]:
+        """Every task block with where it is written (`ratings.start`, `task_blocks.0`, ...):
+        `[ratings]` first (as rating task blocks), then `[[task_blocks]]`, in file order."""
+        found: list[tuple[str, TaskBlockSpec]] = []
+        for position in ("start", "end"):
+            name = getattr(self.ratings, position)
+            if name is not None:
+                spec = TaskBlockSpec(
+                    task="rating", units=name, position=position, shuffle=self.ratings.shuffle
+                )
+                found.append((f"ratings.{position}", spec))
+        found += [(f"task_blocks.{i}", block) for i, block in enumerate(self.task_blocks)]
+        return tuple(found)
 
 
 def design_arms(design: Design) -> tuple[str, ...]:

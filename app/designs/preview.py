@@ -107,13 +107,10 @@ def render_preview(
         f"{len(schedule.trials)} trials in {len(schedule.blocks)} blocks",
     ]
     for position in ("start", "end"):
-        ratings = [
-            t.unit_id or ""
-            for t in schedule.trials
-            if t.task == "rating" and t.condition == position
-        ]
-        if ratings:
-            out.append(f"intuitiveness ratings at the {position}: {', '.join(ratings)}")
+        shown = [t for t in schedule.trials if t.trial_kind == "task" and t.condition == position]
+        for task in dict.fromkeys(t.task for t in shown):
+            units = ", ".join(t.unit_id or "" for t in shown if t.task == task)
+            out.append(f"{task} trials at the {position}: {units}")
     by_block: dict[int, list[TrialSpec]] = {}
     for t in schedule.trials:
         by_block.setdefault(t.block_index, []).append(t)
@@ -143,9 +140,14 @@ def render_preview(
             f"{'max query':<9}  notes"
         )
         for t in by_block.get(block.block_index, []):
-            refs = (
-                f"{t.reference_type} {t.n_references} {t.grid_mode}" if t.n_references else "none"
-            )
+            if t.trial_kind == "task":
+                refs = f"({t.task} trial)"
+            else:
+                refs = (
+                    f"{t.reference_type} {t.n_references} {t.grid_mode}"
+                    if t.n_references
+                    else "none"
+                )
             notes = []
             if t.catch_query_indices is not None:
                 notes.append(

@@ -61,10 +61,8 @@ def answered_rows(session: Session, participant: Participant) -> Answered:
             (TrialResponse.scheduled_trial_id == ScheduledTrial.id)
             & (TrialResponse.participant_id == participant.id),
         )
-        # The checks judge the 2-AFC answers; ratings have no right answer.
-        .where(
-            ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind != "rating"
-        )
+        # The checks judge the 2-AFC answers, not those of task blocks (ratings: no right answer).
+        .where(ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind != "task")
     ).all()
     return Answered(
         rows=[

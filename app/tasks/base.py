@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from app.export_format import ColumnSpec
-from app.schedule import TrialSpec
+from app.schedule import TrialSpec, UnitInfo
 
 if TYPE_CHECKING:
     from app.models import StimulusUnit
@@ -80,10 +80,18 @@ class TrialType(ABC):
 
     export_columns: ClassVar[Sequence[ColumnSpec]] = ()
     """The type's columns in `responses.csv`, with their codebook entries."""
+    block_title: ClassVar[str] = "Next block"
+    """The title of a task block of this type (docs/designs.md, `[[task_blocks]]`) that gives
+    none; the page shows it before the block."""
     export_table: ClassVar[str] = "responses"
     """The export its answers go to: `responses` (`responses.csv`, with the generic trial and
     measurement columns plus `export_columns`) or a table of the type's own (the rating type's
     `ratings`)."""
+
+    def unit_problem(self, unit: UnitInfo) -> str | None:
+        """What keeps a unit of a stimulus set from a task block of this type (a design check:
+        "needs 9 synthetic references ..."), or None when it can be shown."""
+        return None
 
     @staticmethod
     def is_correct(answer: Mapping[str, Any], solution: Mapping[str, Any] | None) -> bool | None:

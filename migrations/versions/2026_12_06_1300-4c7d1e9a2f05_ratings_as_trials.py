@@ -192,7 +192,7 @@ class _Images:
 def _rating_block(index: int, position: str, n: int) -> dict[str, Any]:
     return {
         "block_index": index,
-        "kind": "rating",
+        "kind": "task",
         "condition": position,
         "title": TITLE,
         "n_trials": n,
@@ -266,7 +266,7 @@ def upgrade() -> None:
                     trial_index=trial_index,
                     block_index=block_index,
                     task="rating",
-                    trial_kind="rating",
+                    trial_kind="task",
                     condition=spec["position"],
                     stimulus_unit_id=unit_id,
                     feedback=False,
@@ -392,7 +392,7 @@ def downgrade() -> None:
                 participant_t.c.id == participant_id
             )
         ).one()
-        kept = [b for b in blocks if b.get("kind") != "rating"]
+        kept = [b for b in blocks if b.get("kind") != "task"]
         blocks = [
             {
                 key: value

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, Field
 
 from app.export_format import ColumnSpec
-from app.schedule import TrialSpec
+from app.schedule import TrialSpec, UnitInfo
 from app.tasks.base import AnswerFields, TrialType, image_url
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class Rating(TrialType):
     name = "rating"
     Answer = RatingAnswer
     Payload = RatingPayload
+    block_title = "Next: rate how intuitive the images are"
     export_table = "ratings"
     export_columns: ClassVar[tuple[ColumnSpec, ...]] = ()
 
@@ -71,6 +72,14 @@ class Rating(TrialType):
             "synthetic": [names[e["path"]] for e in synthetic[:N_IMAGES]],
             "natural": [names[e["path"]] for e in natural[:N_IMAGES]],
         }
+
+    def unit_problem(self, unit: UnitInfo) -> str | None:
+        if min(unit.n_synthetic_references, unit.n_natural_references) < N_IMAGES:
+            return (
+                f"needs {N_IMAGES} synthetic and {N_IMAGES} natural references to be rated (has "
+                f"{unit.n_synthetic_references} and {unit.n_natural_references})"
+            )
+        return None
 
     def solution(self, spec: TrialSpec) -> None:
         return None

@@ -46,10 +46,10 @@ def test_exp1_has_186_trials_with_protocol_counts() -> None:
     assert [t.trial_index for t in s.trials] == list(range(189))
     ratings = s.trials[:3]
     assert {(t.task, t.trial_kind, t.condition, t.block_index) for t in ratings} == {
-        ("rating", "rating", "start", 0)
+        ("rating", "task", "start", 0)
     }
     assert {t.unit_id for t in ratings} == {"mixed3a:43", "mixed4b:504", "mixed5b:17"}
-    assert s.blocks[0].kind == "rating" and s.blocks[0].before_instructions
+    assert s.blocks[0].kind == "task" and s.blocks[0].before_instructions
     assert not any(b.before_instructions for b in s.blocks[1:])
     assert all(t.task == "afc2" for t in s.trials[3:])
 

@@ -76,7 +76,7 @@ def test_exp2_has_216_trials_each_set_once_per_condition(p: int) -> None:
         (n - 2, "end"),
         (n - 1, "end"),
     ]
-    assert [b.kind for b in (s.blocks[0], s.blocks[-1])] == ["rating", "rating"]
+    assert [b.kind for b in (s.blocks[0], s.blocks[-1])] == ["task", "task"]
     assert not s.blocks[-2].break_after  # the end ratings follow the last block directly
 
 

@@ -220,7 +220,7 @@ def test_exports_columns_order_neutralisation_and_test_mode(
         trial_index=p1.n_trials,
         block_index=len(p1.blocks),
         task="rating",
-        trial_kind="rating",
+        trial_kind="task",
         condition="end",
         stimulus_unit_id=unit.id,
         feedback=False,

@@ -12,6 +12,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 import app.tasks
+from app.designs import generate_schedule, parse_design
+from app.errors import DesignInvalid
 from app.schedule import TrialSpec
 from app.tasks import TrialType, answer_union, task_of, tasks
 from app.tasks.afc2 import TASK as AFC2
@@ -156,7 +158,7 @@ RATING_SPEC = TrialSpec(
     trial_index=0,
     block_index=0,
     task="rating",
-    trial_kind="rating",
+    trial_kind="task",
     condition="start",
     unit_id="u",
     feedback=False,
@@ -187,3 +189,60 @@ def test_a_rating_outside_the_scale_or_not_an_integer_is_refused(value: Any) -> 
     assert adapter.validate_python({"task": "rating", "value": 100}).value == 100
     with pytest.raises(ValidationError):
         adapter.validate_python({"task": "rating", "value": value})
+
+
+DEMO_TOML = (Path(app.__file__).parent / "designs" / "presets" / "demo.toml").read_text()
+TASK_BLOCKS = """
+[units.probe]
+ids = ["demo:20", "demo:21"]
+
+[[task_blocks]]
+task = "echo"
+units = "probe"
+position = "start"
+shuffle = false
+
+[[task_blocks]]
+task = "echo"
+units = "probe"
+position = "end"
+title = "Last: the probes again"
+"""
+
+
+def test_a_design_schedules_a_new_type_in_task_blocks_without_an_edit_elsewhere(
+    extra_type: None,
+) -> None:
+    """A type in its own folder, scheduled by a design's [[task_blocks]]: before the
+    instructions, and after the last 2-AFC trial, one trial per unit of the list."""
+    design = parse_design(DEMO_TOML + TASK_BLOCKS, name="demo-echo")  # no DesignInvalid
+    schedule = generate_schedule(design, None, 1)
+    echo = [t for t in schedule.trials if t.task == "echo"]
+    n = len(schedule.trials)
+    assert [(t.trial_index, t.condition, t.unit_id) for t in echo[:2]] == [
+        (0, "start", "demo:20"),
+        (1, "start", "demo:21"),
+    ]
+    assert [t.trial_index for t in echo[2:]] == [n - 2, n - 1]
+    assert {t.trial_kind for t in echo} == {"task"} and not any(t.feedback for t in echo)
+    first, last = schedule.blocks[0], schedule.blocks[-1]
+    assert (first.kind, first.before_instructions, first.title) == ("task", True, "Next block")
+    assert (last.kind, last.before_instructions, last.title) == (
+        "task",
+        False,
+        "Last: the probes again",
+    )
+    assert len([t for t in schedule.trials if t.task == "afc2"]) == 13  # the demo's, unchanged
+
+
+def test_task_blocks_of_unknown_or_2afc_types_or_lists_are_design_errors() -> None:
+    bad = TASK_BLOCKS.replace('task = "echo"', 'task = "ratin"', 1).replace(
+        'task = "echo"', 'task = "afc2"'
+    )
+    bad = bad.replace('units = "probe"\nposition = "end"', 'units = "probes"\nposition = "end"')
+    with pytest.raises(DesignInvalid) as refused:
+        parse_design(DEMO_TOML + bad, name="demo-bad")
+    message = str(refused.value)
+    assert "task_blocks[0].task: unknown trial type 'ratin' (did you mean 'rating'?)" in message
+    assert "task_blocks[1].task: 2-AFC trials come from [[sections]] or [[blocks]]" in message
+    assert "task_blocks[1].units: unknown unit list 'probes'" in message
