@@ -429,7 +429,12 @@ def finish_instructions(session: Session, participant: Participant) -> None:
     ):
         if done_count(session, participant.id) < n_before_instructions(participant):
             raise OutOfOrder("the ratings come before the instructions")
-        transition(participant, ParticipantStatus.IN_PROGRESS, now=utc_now())
+        now = utc_now()
+        if participant.instructions_shown_at is None:
+            # Finished without ever loading the page (a script): an instruction time of 0,
+            # which the exclusion criteria judge, rather than none.
+            participant.instructions_shown_at = now
+        transition(participant, ParticipantStatus.IN_PROGRESS, now=now)
 
 
 def task_page_served(participant: Participant) -> None:

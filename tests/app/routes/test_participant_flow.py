@@ -387,3 +387,27 @@ def test_mturk_worker_submits_to_the_hosts_own_external_submit(
     )
     # The same worker cannot take a second slot: the link resumes their enrolment.
     assert enrol(client, launched.link_code, {**params, "assignmentId": "A9"}) == token
+
+
+def test_instruction_time_runs_from_the_page_and_is_zero_when_it_was_never_loaded(
+    client: TestClient, db_session: Session, demo_set: StimulusSet
+) -> None:
+    """The instructions are timed from the first time their page is served; a client that
+    finishes them without loading the page gets 0 s (which an instruction-time criterion
+    judges), not an unknown time."""
+    launched = make_launch(db_session, make_experiment(db_session, demo_set))
+    db_session.commit()
+    for pid, load_page in (("reader", True), ("script", False)):
+        token = enrol(client, launched.link_code, {"PROLIFIC_PID": pid})
+        # No redirects followed: only the reader loads the instructions page.
+        client.post(f"/p/{token}/consent", data={"decision": "agree"}, follow_redirects=False)
+        if load_page:
+            assert "How the task works" in client.get(f"/p/{token}").text
+        client.post(f"/p/{token}/instructions", follow_redirects=False)
+        participant = db_session.scalars(
+            select(Participant).where(Participant.token == token)
+        ).one()
+        db_session.refresh(participant)
+        shown, done = participant.instructions_shown_at, participant.instructions_done_at
+        assert shown is not None and done is not None
+        assert (shown < done) if load_page else (shown == done), (pid, shown, done)
