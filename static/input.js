@@ -12,6 +12,27 @@ export function eventTime(e, fallback = () => globalThis.performance.now()) {
   return typeof t === "number" && Number.isFinite(t) && t > 0 ? t : fallback();
 }
 
+/**
+ * Event listeners added one by one and removed together: a task type's answer input adds its
+ * listeners when the answer may be given and removes them all when it was (or the trial ends).
+ */
+export function listenerGroup() {
+  let offs = [];
+  return {
+    on(target, type, fn, opts) {
+      target.addEventListener(type, fn, opts);
+      offs.push(() => target.removeEventListener(type, fn, opts));
+    },
+    off() {
+      for (const off of offs) off();
+      offs = [];
+    },
+    get active() {
+      return offs.length > 0;
+    },
+  };
+}
+
 /** Map a PointerEvent.pointerType to the API's input kind. A pen is a direct touch. */
 export function inputKindForPointer(pointerType) {
   return pointerType === "touch" || pointerType === "pen" ? "touch" : "mouse";

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { codeLabel, eventTime, inputKindForPointer, layoutLabels } from "../../static/input.js";
+import { codeLabel, eventTime, inputKindForPointer, layoutLabels, listenerGroup } from "../../static/input.js";
 
 test("an input is timed at the event's own time stamp, else by the fallback clock", () => {
   const stamped = new Event("keydown");
@@ -30,4 +30,23 @@ test("key labels come from the layout map, else from the code", async () => {
   const failing = { keyboard: { getLayoutMap: async () => Promise.reject(new Error("denied")) } };
   assert.deepEqual(await layoutLabels(["KeyQ"], failing), ["Q"]);
   assert.deepEqual(await layoutLabels(["Digit2"], undefined), ["2"]);
+});
+
+test("a listener group removes every listener it added, and says whether any is on", () => {
+  const a = new EventTarget();
+  const b = new EventTarget();
+  const heard = [];
+  const group = listenerGroup();
+  assert.equal(group.active, false);
+  group.on(a, "x", () => heard.push("a"));
+  group.on(b, "y", () => heard.push("b"));
+  assert.equal(group.active, true);
+  a.dispatchEvent(new Event("x"));
+  b.dispatchEvent(new Event("y"));
+  group.off();
+  assert.equal(group.active, false);
+  a.dispatchEvent(new Event("x"));
+  b.dispatchEvent(new Event("y"));
+  assert.deepEqual(heard, ["a", "b"]);
+  group.off(); // harmless twice
 });

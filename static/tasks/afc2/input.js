@@ -6,7 +6,7 @@
 // keyboards; the labels shown on the page come from navigator.keyboard.getLayoutMap() when the
 // browser has it. DOM-free apart from the event targets passed in (node tests use EventTarget).
 
-import { codeLabel, eventTime, inputKindForPointer, layoutLabels } from "../../input.js";
+import { codeLabel, eventTime, inputKindForPointer, layoutLabels, listenerGroup } from "../../input.js";
 
 /** Default keys: the digit row answers "upper", the row under it answers "lower". */
 export const DEFAULT_KEYS = Object.freeze({
@@ -80,18 +80,10 @@ function answerButton(e) {
  * @param {() => number} [o.now] performance.now, for events without a time stamp.
  */
 export function createInput({ root, keyTarget, keys = DEFAULT_KEYS, onAnswer, now = () => globalThis.performance.now() }) {
-  let offs = [];
+  const listeners = listenerGroup();
+  const on = listeners.on;
+  const stop = listeners.off;
   let notBefore = -Infinity;
-
-  const on = (target, type, fn, opts) => {
-    target.addEventListener(type, fn, opts);
-    offs.push(() => target.removeEventListener(type, fn, opts));
-  };
-
-  function stop() {
-    for (const off of offs) off();
-    offs = [];
-  }
 
   function answer(response, confidence, input, at_ms) {
     if (at_ms < notBefore) return; // pressed before the buttons opened, delivered after
@@ -141,7 +133,7 @@ export function createInput({ root, keyTarget, keys = DEFAULT_KEYS, onAnswer, no
     },
     stop,
     get active() {
-      return offs.length > 0;
+      return listeners.active;
     },
   };
 }

@@ -3,7 +3,7 @@
 // input (drag, tap, arrow keys) and answers nothing: it only sets the value Continue submits.
 // DOM-free apart from the event targets passed in (node tests use EventTarget).
 
-import { eventTime, inputKindForPointer } from "../../input.js";
+import { eventTime, inputKindForPointer, listenerGroup } from "../../input.js";
 
 /** Whether a keydown is a plain Enter (no repeat, no modifier, not composing text). */
 export function isSubmitKey(e) {
@@ -32,18 +32,10 @@ function typesText(t) {
  * @param {() => number} [o.now] performance.now, for events without a time stamp.
  */
 export function createInput({ button, keyTarget, onAnswer, now = () => globalThis.performance.now() }) {
-  let offs = [];
+  const listeners = listenerGroup();
+  const on = listeners.on;
+  const stop = listeners.off;
   let notBefore = -Infinity;
-
-  const on = (target, type, fn) => {
-    target.addEventListener(type, fn);
-    offs.push(() => target.removeEventListener(type, fn));
-  };
-
-  function stop() {
-    for (const off of offs) off();
-    offs = [];
-  }
 
   function answer(input, atMs) {
     if (button.disabled) return;
@@ -86,7 +78,7 @@ export function createInput({ button, keyTarget, onAnswer, now = () => globalThi
     },
     stop,
     get active() {
-      return offs.length > 0;
+      return listeners.active;
     },
   };
 }
