@@ -358,7 +358,7 @@ _PARTICIPANT_SPECS: tuple[ColumnSpec, ...] = (
         allowed=(BOOL_TRUE, BOOL_FALSE),
     ),
     ColumnSpec("n_trials", "int", "Trials in the participant's schedule."),
-    ColumnSpec("n_answered", "int", "Trials answered."),
+    ColumnSpec("n_answered", "int", "Trials answered (2-AFC and task-block trials, e.g. ratings)."),
     ColumnSpec("enrolled_at", "datetime", "Enrolment (start button), ISO 8601 UTC."),
     ColumnSpec("consented_at", "datetime", "Consent given, ISO 8601 UTC.", nullable=True),
     ColumnSpec(

@@ -303,6 +303,10 @@ def iter_participant_rows(
     """
     answered = (
         select(TrialResponse.participant_id, func.count().label("n"))
+        # This experiment's answers only: without the join the count grouped every stored
+        # answer of the database.
+        .join(Participant, TrialResponse.participant_id == Participant.id)
+        .where(Participant.experiment_id == experiment.id)
         .group_by(TrialResponse.participant_id)
         .subquery()
     )
