@@ -81,7 +81,8 @@ def instruction_facts(
         The facts; kinds are "practice", "main" and "repeated".
     """
     blocks = participant.blocks
-    first_attempts = [b for b in blocks if b.get("attempt", 1) == 1]
+    # The instructions explain the 2-AFC part: task blocks (ratings) are not counted here.
+    first_attempts = [b for b in blocks if b.get("attempt", 1) == 1 and b["kind"] != "task"]
     rows = session.execute(
         select(
             ScheduledTrial.block_index,
@@ -89,7 +90,7 @@ def instruction_facts(
             ScheduledTrial.grid_mode,
             ScheduledTrial.n_references,
         )
-        .where(ScheduledTrial.participant_id == participant.id)
+        .where(ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind != "task")
         .order_by(ScheduledTrial.trial_index)
     ).all()
     feedback_kinds = _ordered_unique([blocks[r.block_index]["kind"] for r in rows if r.feedback])

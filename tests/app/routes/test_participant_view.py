@@ -116,6 +116,8 @@ def test_screen_too_small_gets_its_own_way_back_and_enrols_nobody(
             [
                 "Some screens show only the right side",
                 "Some screens show only one example per side",
+                # The 2-AFC part only: the 3 + 3 ratings are not counted.
+                "The study has 24 blocks (216 trials",
             ],
             ["unlock", '"Correct!"'],
         ),
