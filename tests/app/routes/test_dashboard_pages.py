@@ -20,6 +20,7 @@ from app.models import (
     Experiment,
     ExperimentSession,
     Participant,
+    ScheduledTrial,
     StimulusSet,
     TrialResponse,
 )
@@ -182,9 +183,37 @@ def test_live_counts_participant_page_deletion_and_exports(
     assert "Excluded participants (trials)" in page
     assert live["catch"]["answered"] >= 1
 
+    # A rating carried over from the old rating pages: no right answer, no response time.
+    participant = db_session.scalars(select(Participant).where(Participant.token == ptoken)).one()
+    rating = ScheduledTrial(
+        participant_id=participant.id,
+        trial_index=n_trials,
+        block_index=len(participant.blocks),
+        task="rating",
+        trial_kind="task",
+        condition="end",
+        feedback=False,
+        display={"synthetic": [], "natural": []},
+        solution=None,
+    )
+    db_session.add(rating)
+    db_session.flush()
+    db_session.add(
+        TrialResponse(
+            participant_id=participant.id,
+            scheduled_trial_id=rating.id,
+            trial_index=n_trials,
+            response_uuid="carried-over-rating",
+            answer={"value": -37},
+            correct=None,
+            rt_ms=None,
+        )
+    )
+    db_session.commit()
     detail = client.get(f"/dashboard/experiments/{experiment.slug}/participants/2")
     assert detail.status_code == 200
     assert "fullscreen_exit" in detail.text and "p00002" in detail.text
+    assert "<td>-37</td>" in detail.text
     assert ptoken not in detail.text  # the access token is never shown
     listing = client.get(f"/dashboard/experiments/{experiment.slug}/participants").text
     assert "p00001" in listing and "test" in listing
