@@ -188,6 +188,9 @@ def live_summary(
 
     answered = (
         select(TrialResponse.participant_id, func.count().label("n"))
+        # This experiment's answers only: the console polls this every few seconds.
+        .join(Participant, Participant.id == TrialResponse.participant_id)
+        .where(Participant.experiment_id == experiment.id)
         .group_by(TrialResponse.participant_id)
         .subquery()
     )
