@@ -8,8 +8,8 @@
 //
 // The answer is {value}: the slider's position, an integer within the scale. The slider starts
 // at scale.start and Continue is enabled as soon as the controls open: the participant need
-// not move the slider first (as on the separate rating page this type replaces), so a rating
-// of exactly `start` is one press away like any other. Ratings have no right answer: feedback()
+// not move the slider first, so a rating of exactly `start` is one press away like any other
+// (requiring a move would make the middle of the scale the one value that costs more). Ratings have no right answer: feedback()
 // shows nothing.
 //
 // Layout: a stage of fixed size (816 x 546 CSS px in Chromium, rating.css) with 112 px thumbnails,
