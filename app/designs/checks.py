@@ -26,7 +26,6 @@ from app.schedule import Catalog, UnitInfo
 from app.tasks import DEFAULT_TASK, tasks
 
 KeyPath = tuple[str | int, ...]
-"""The intuitiveness page shows 9 synthetic and 9 natural maximally activating images."""
 
 
 @dataclass(frozen=True)

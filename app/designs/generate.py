@@ -348,7 +348,8 @@ def generate_schedule(
             if not ids:
                 continue
             if spec.shuffle:
-                # The ratings keep the stream they always had: their schedules stay the same.
+                # [ratings] shuffles with the stream ("ratings", position): the schedules of
+                # the paper's designs, and so of studies run with them, are drawn from it.
                 key = ("ratings", position) if where.startswith("ratings.") else (where,)
                 stream(design, p, *key).shuffle(ids)
             block_index = len(blocks)
