@@ -163,6 +163,15 @@ class BlockRead(BaseModel):
     """The first block after the practice blocks."""
 
 
+class ProgressRead(BaseModel):
+    """Where the trial stands in its part of the study, for the page's progress line: among the
+    2-AFC trials (the task blocks around them left out), or within its task block."""
+
+    index: int
+    """0-based."""
+    total: int
+
+
 class TimingRead(BaseModel):
     choice_ms: int
     correct_ms: int
@@ -175,6 +184,7 @@ class TrialBase(BaseModel):
 
     trial_index: int
     block: BlockRead
+    progress: ProgressRead
     feedback: bool
     timing: TimingRead
 

@@ -151,9 +151,11 @@ function createUi(root, smallWindow = () => false) {
       });
     },
 
-    progress(nAnswered, nTrials) {
-      if (Number.isFinite(nAnswered) && Number.isFinite(nTrials) && nTrials > 0) {
-        progress.textContent = `Trial ${Math.min(nAnswered + 1, nTrials)} of ${nTrials}`;
+    /** "Trial 3 of 186", "Rating 1 of 3": `at` is {index (0-based), total}. */
+    progress(at, noun = "Trial") {
+      const { index, total } = at || {};
+      if (Number.isFinite(index) && Number.isFinite(total) && total > 0) {
+        progress.textContent = `${noun} ${Math.min(index + 1, total)} of ${total}`;
       } else {
         progress.textContent = "";
       }
@@ -581,7 +583,9 @@ async function runSteps(p, step) {
     const upcoming = [...task.urls(trial), ...(Array.isArray(step.preload) ? step.preload : [])];
     p.preloader.prune(upcoming);
     p.preloader.want(upcoming);
-    p.ui.progress(step.n_answered, step.n_trials ?? p.cfg.nTrials);
+    // The trial's place in its part of the study (the server's `progress`: among the 2-AFC
+    // trials, or within a task block such as the ratings).
+    p.ui.progress(trial.progress ?? { index: step.n_answered, total: step.n_trials ?? p.cfg.nTrials }, view.noun);
 
     await announce(p, trial, view, first, introduced);
     first = false;

@@ -162,6 +162,15 @@ def trial_json(
     trial_index, block_index = trial["trial_index"], trial["block_index"]
     block = blocks[block_index]
     first_index = sum(b["n_trials"] for b in blocks[:block_index])
+    if block["kind"] == "task":
+        progress = {"index": trial_index - first_index, "total": block["n_trials"]}
+    else:
+        # Task blocks come only before and after the 2-AFC blocks.
+        task_before = sum(b["n_trials"] for b in blocks[:block_index] if b["kind"] == "task")
+        progress = {
+            "index": trial_index - task_before,
+            "total": sum(b["n_trials"] for b in blocks if b["kind"] != "task"),
+        }
     return {
         "trial_index": trial_index,
         "block": {
@@ -177,6 +186,7 @@ def trial_json(
             and block_index > 0
             and blocks[block_index - 1]["kind"] == "practice",
         },
+        "progress": progress,
         "feedback": trial["feedback"],
         "timing": timing,
         **task_of(trial.get("task")).payload(trial),

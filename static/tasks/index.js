@@ -26,6 +26,8 @@
 //   stage: HTMLElement
 //       The [data-stage] element. The runner sets its data-phase: "locked" from the insertion
 //       until the answer may be given, "open" while it may, "feedback" after it.
+//   noun: string | undefined
+//       What one trial is called in the progress line ("Rating 2 of 3"); default "Trial".
 //   intro: string | undefined
 //       How to answer, in one line: shown on the page's first message.
 //   layout(trial)

@@ -103,6 +103,7 @@ export function mount({ root, preloader }) {
 
   return {
     stage,
+    noun: "Rating",
     intro: "Move the slider, then press Continue or Enter.",
 
     layout,

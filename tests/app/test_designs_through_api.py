@@ -151,6 +151,7 @@ def test_paper_exp1_participant_rates_and_gets_repeated_trials_from_own_answers(
         trial = step["trial"]
         assert (step["step"], trial["task"], trial["trial_index"]) == ("trial", "rating", index)
         assert trial["position"] == "start" and len(trial["images"]["synthetic"]) == 9
+        assert trial["progress"] == {"index": index, "total": 3}  # "Rating 1 of 3"
         # Neither the instructions nor a 2-AFC answer can skip them.
         assert client.post(f"/p/{token}/instructions").status_code == 409
         afc2 = _body(index, {"task": "afc2", "response": "upper", "confidence": 1})
@@ -179,6 +180,8 @@ def test_paper_exp1_participant_rates_and_gets_repeated_trials_from_own_answers(
 
     confidence_of: dict[int, int] = {}
     step = client.get(f"/api/p/{token}/next").json()
+    # The 2-AFC trials count among themselves: the first is "Trial 1 of 186".
+    assert step["trial"]["progress"] == {"index": 0, "total": 186}
     while step["step"] == "trial":
         index = step["trial"]["trial_index"]
         if step["trial"]["task"] == "rating":

@@ -11,6 +11,7 @@ remaining pages (free-text feedback, finish) are browser pages, up to the comple
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -95,6 +96,7 @@ def _give_ratings(page: Any, value: int) -> int:
             timeout=30_000,
         )
         if page.evaluate(RATING_OPEN):
+            assert re.fullmatch(r"Rating \d+ of \d+", page.locator("[data-progress]").inner_text())
             slider = page.locator("[data-task-type=rating] [data-rating-slider]")
             slider.fill(str(value))
             page.locator("[data-task-type=rating] [data-rating-submit]").click()
