@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.designs import Design
-from app.models import Experiment, ExperimentSession, StimulusSet, User
+from app.models import (
+    Experiment,
+    ExperimentSession,
+    Participant,
+    ScheduledTrial,
+    StimulusSet,
+    StimulusUnit,
+    TrialResponse,
+    User,
+)
 from app.services.experiments import create_experiment, launch_session
 
 _counter = {"n": 0}
@@ -117,3 +127,42 @@ def make_user(
     from app.services.auth import create_user
 
     return create_user(session, email or f"{_next('user')}@example.org", password, role)  # type: ignore[arg-type]
+
+
+def add_end_rating(
+    session: Session,
+    participant: Participant,
+    value: int,
+    *,
+    rt_ms: float | None,
+    unit: StimulusUnit | None = None,
+) -> ScheduledTrial:
+    """An answered rating trial after the participant's schedule (as an end rating is): the
+    trial and its answer, flushed. rt_ms None: a rating carried over from the old pages."""
+    trial = ScheduledTrial(
+        participant_id=participant.id,
+        trial_index=participant.n_trials,
+        block_index=len(participant.blocks),
+        task="rating",
+        trial_kind="task",
+        condition="end",
+        stimulus_unit_id=unit.id if unit is not None else None,
+        feedback=False,
+        display={"synthetic": [], "natural": []},
+        solution=None,
+    )
+    session.add(trial)
+    session.flush()
+    session.add(
+        TrialResponse(
+            participant_id=participant.id,
+            scheduled_trial_id=trial.id,
+            trial_index=trial.trial_index,
+            response_uuid=str(uuid.uuid4()),
+            answer={"value": value},
+            correct=None,
+            rt_ms=rt_ms,
+        )
+    )
+    session.flush()
+    return trial

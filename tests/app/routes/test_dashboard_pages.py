@@ -20,13 +20,12 @@ from app.models import (
     Experiment,
     ExperimentSession,
     Participant,
-    ScheduledTrial,
     StimulusSet,
     TrialResponse,
 )
 from tests.app.routes.dashboard_client import csrf_of, login
 from tests.app.routes.test_participant_flow import answer, enrol, start_task
-from tests.factories import make_experiment, make_user
+from tests.factories import add_end_rating, make_experiment, make_user
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:
@@ -185,30 +184,7 @@ def test_live_counts_participant_page_deletion_and_exports(
 
     # A rating carried over from the old rating pages: no right answer, no response time.
     participant = db_session.scalars(select(Participant).where(Participant.token == ptoken)).one()
-    rating = ScheduledTrial(
-        participant_id=participant.id,
-        trial_index=n_trials,
-        block_index=len(participant.blocks),
-        task="rating",
-        trial_kind="task",
-        condition="end",
-        feedback=False,
-        display={"synthetic": [], "natural": []},
-        solution=None,
-    )
-    db_session.add(rating)
-    db_session.flush()
-    db_session.add(
-        TrialResponse(
-            participant_id=participant.id,
-            scheduled_trial_id=rating.id,
-            trial_index=n_trials,
-            response_uuid="carried-over-rating",
-            answer={"value": -37},
-            correct=None,
-            rt_ms=None,
-        )
-    )
+    add_end_rating(db_session, participant, -37, rt_ms=None)
     db_session.commit()
     detail = client.get(f"/dashboard/experiments/{experiment.slug}/participants/2")
     assert detail.status_code == 200

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import tracemalloc
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +33,7 @@ from app.models import (
 )
 from app.services import auth, export, monitor
 from app.services.participants import enrol
-from tests.factories import make_experiment, make_launch, make_user
+from tests.factories import add_end_rating, make_experiment, make_launch, make_user
 
 KEY = b"k" * 40
 
@@ -215,32 +214,7 @@ def test_exports_columns_order_neutralisation_and_test_mode(
         select(StimulusUnit).where(StimulusUnit.stimulus_set_id == demo_set.id)
     ).first()
     assert unit is not None
-    rating_trial = ScheduledTrial(
-        participant_id=p1.id,
-        trial_index=p1.n_trials,
-        block_index=len(p1.blocks),
-        task="rating",
-        trial_kind="task",
-        condition="end",
-        stimulus_unit_id=unit.id,
-        feedback=False,
-        display={"synthetic": [], "natural": []},
-        solution=None,
-    )
-    db_session.add(rating_trial)
-    db_session.flush()
-    db_session.add(
-        TrialResponse(
-            participant_id=p1.id,
-            scheduled_trial_id=rating_trial.id,
-            trial_index=rating_trial.trial_index,
-            response_uuid=str(uuid.uuid4()),
-            answer={"value": -40},
-            correct=None,
-            rt_ms=1234.5,
-        )
-    )
-    db_session.flush()
+    add_end_rating(db_session, p1, -40, rt_ms=1234.5, unit=unit)
     assert [
         r for r in export.iter_response_rows(db_session, experiment) if r["participant"] == "p00001"
     ] == []
