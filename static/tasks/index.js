@@ -29,7 +29,7 @@
 //   noun: string | undefined
 //       What one trial is called in the progress line ("Rating 2 of 3"); default "Trial".
 //   intro: string | undefined
-//       How to answer, in one line: shown on the page's first message.
+//       How to answer, in one line: shown on the first block message of this type.
 //   layout(trial)
 //       Before the images are ready: lay the stage out as the trial will show it, so that the
 //       runner can check the window is large enough (windowNeeded) while the images load.
