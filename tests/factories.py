@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.designs import Design
@@ -166,3 +167,31 @@ def add_end_rating(
     )
     session.flush()
     return trial
+
+
+def answer_main_trials(
+    session: Session, participant: Participant, n: int, *, offset: int = 0
+) -> None:
+    """Store answers ("upper", confidence 2, 700 ms) to the participant's main trials
+    offset..offset+n-1, as the answer path would (correct from the query order); flushed."""
+    trials = session.scalars(
+        select(ScheduledTrial)
+        .where(ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind == "main")
+        .order_by(ScheduledTrial.trial_index)
+        .offset(offset)
+        .limit(n)
+    ).all()
+    assert len(trials) == n
+    for trial in trials:
+        session.add(
+            TrialResponse(
+                participant_id=participant.id,
+                scheduled_trial_id=trial.id,
+                trial_index=trial.trial_index,
+                response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
+                answer={"response": "upper", "confidence": 2},
+                correct=trial.query_order == "max_upper",
+                rt_ms=700.0,
+            )
+        )
+    session.flush()

@@ -300,7 +300,7 @@ def _participant_page(
             return templates.TemplateResponse(request, "participant/feedback.html", context)
         return templates.TemplateResponse(request, "participant/finish.html", context)
     participant_service.task_page_served(participant)
-    step = trial_service.next_step(
+    step, first_images = trial_service.next_step_and_images(
         session, participant, n_answered=n_done, ahead=settings.preload_ahead
     )
     context["config"] = {
@@ -317,11 +317,7 @@ def _participant_page(
     }
     # The first trial's images, as preload hints in the page's head: the browser fetches them
     # while it loads the scripts, which would otherwise ask for them only once they run.
-    context["first_images"] = (
-        trial_service.trial_urls(session, participant.id, step["trial"]["trial_index"])
-        if step["step"] == "trial"
-        else []
-    )
+    context["first_images"] = first_images
     # The markup and stylesheets of the trial types this schedule uses (templates/tasks/).
     context["task_types"] = participant_service.task_types(session, participant.id)
     return templates.TemplateResponse(request, "participant/task.html", context)

@@ -207,31 +207,28 @@ def preload_urls(trials: Iterable[Mapping[str, Any]]) -> list[str]:
     return list(urls)
 
 
-def trial_urls(session: Session, participant_id: int, trial_index: int) -> list[str]:
-    """The image URLs of one scheduled trial, in the order its type preloads them."""
-    row = session.execute(
-        select(ScheduledTrial.task, ScheduledTrial.display).where(
-            ScheduledTrial.participant_id == participant_id,
-            ScheduledTrial.trial_index == trial_index,
-        )
-    ).first()
-    return preload_urls([{"task": row.task, "display": row.display}]) if row else []
-
-
 def next_step(
     session: Session, participant: Participant, *, n_answered: int | None = None, ahead: int = 3
 ) -> dict[str, Any]:
     """The participant's next step: the first unanswered trial plus images to preload."""
+    return next_step_and_images(session, participant, n_answered=n_answered, ahead=ahead)[0]
+
+
+def next_step_and_images(
+    session: Session, participant: Participant, *, n_answered: int | None = None, ahead: int = 3
+) -> tuple[dict[str, Any], list[str]]:
+    """`next_step`, and the image URLs of its trial (none unless the step is a trial): the task
+    page's preload hints, from the rows the step is read from."""
     if n_answered is None:
         n_answered = done_count(session, participant.id)
     base: dict[str, Any] = {"n_trials": participant.n_trials, "n_answered": n_answered}
     if n_answered >= participant.n_trials:
-        return {**base, "step": "done", "trial": None, "preload": []}
+        return {**base, "step": "done", "trial": None, "preload": []}, []
     if participant.status != ParticipantStatus.IN_PROGRESS and n_answered >= n_before_instructions(
         participant
     ):
         # The trials before the instructions are done: the instructions page comes next.
-        return {**base, "step": "page", "trial": None, "preload": []}
+        return {**base, "step": "page", "trial": None, "preload": []}, []
     rows = list(
         session.scalars(
             select(ScheduledTrial)
@@ -247,12 +244,13 @@ def next_step(
     current = rows[0]
     if current.trial_kind == "repeated" and current.stimulus_unit_id is None:
         _fill_repeated_if_needed(session, participant, current)
-    return {
+    step = {
         **base,
         "step": "trial",
         "trial": trial_payload(participant, current),
         "preload": preload_urls({"task": row.task, "display": row.display} for row in rows[1:]),
     }
+    return step, preload_urls([{"task": current.task, "display": current.display}])
 
 
 def _find_by_uuid(

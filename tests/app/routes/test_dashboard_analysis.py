@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from app.db import make_sessionmaker
-from app.models import Experiment, Participant, ScheduledTrial, TrialResponse
+from app.models import Experiment, Participant
 from app.services import analysis
 from app.services.experiments import get_session_by_link
 from app.services.participants import enrol
 from tests.app.routes.dashboard_client import login
-from tests.factories import make_user
+from tests.factories import answer_main_trials, make_user
 
 REFRESH = re.compile(r'<meta http-equiv="refresh" content="2; url=([^"]+)">')
 
@@ -64,27 +64,7 @@ def _answer(engine: Engine, link: str, n: int) -> None:
         launched = get_session_by_link(session, link)
         number = session.scalar(select(func.count()).select_from(Participant))
         participant, _ = enrol(session, launched, {"PROLIFIC_PID": f"pid-{number}"})
-        trials = session.scalars(
-            select(ScheduledTrial)
-            .where(
-                ScheduledTrial.participant_id == participant.id,
-                ScheduledTrial.trial_kind == "main",
-            )
-            .order_by(ScheduledTrial.trial_index)
-            .limit(n)
-        ).all()
-        for trial in trials:
-            session.add(
-                TrialResponse(
-                    participant_id=participant.id,
-                    scheduled_trial_id=trial.id,
-                    trial_index=trial.trial_index,
-                    response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
-                    answer={"response": "upper", "confidence": 2},
-                    correct=trial.query_order == "max_upper",
-                    rt_ms=700.0,
-                )
-            )
+        answer_main_trials(session, participant, n)
         session.commit()
 
 

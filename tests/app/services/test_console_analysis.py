@@ -5,39 +5,14 @@ The background computation itself: tests/app/routes/test_dashboard_analysis.py."
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Participant, ScheduledTrial, StimulusSet, TrialResponse
+from app.models import StimulusSet
 from app.services.analysis import analysis_view, data_version
 from app.services.participants import enrol
-from tests.factories import make_experiment, make_launch
+from tests.factories import answer_main_trials, make_experiment, make_launch
 
 N_BOOT = 20
-
-
-def _answer(db_session: Session, participant: Participant, n: int, offset: int = 0) -> None:
-    trials = db_session.scalars(
-        select(ScheduledTrial)
-        .where(ScheduledTrial.participant_id == participant.id, ScheduledTrial.trial_kind == "main")
-        .order_by(ScheduledTrial.trial_index)
-        .offset(offset)
-        .limit(n)
-    ).all()
-    assert len(trials) == n
-    for trial in trials:
-        db_session.add(
-            TrialResponse(
-                participant_id=participant.id,
-                scheduled_trial_id=trial.id,
-                trial_index=trial.trial_index,
-                response_uuid=f"{participant.id:08d}-{trial.trial_index:027d}",
-                answer={"response": "upper", "confidence": 2},
-                correct=trial.query_order == "max_upper",
-                rt_ms=700.0,
-            )
-        )
-    db_session.flush()
 
 
 def test_analysis_is_reused_until_the_data_change(
@@ -53,8 +28,8 @@ def test_analysis_is_reused_until_the_data_change(
     empty = analysis_view(db_session, experiment, by, n_boot=N_BOOT).view
     assert empty is not None and empty.error == "no answers yet" and empty.analysis is None
 
-    _answer(db_session, first, 2)
-    _answer(db_session, second, 2)
+    answer_main_trials(db_session, first, 2)
+    answer_main_trials(db_session, second, 2)
     shown = analysis_view(db_session, experiment, by, n_boot=N_BOOT)
     assert shown.current and not shown.updating and shown.answers == shown.answers_now == 4
     view = shown.view
@@ -64,7 +39,7 @@ def test_analysis_is_reused_until_the_data_change(
 
     # Test-mode answers are not analysed, so they leave the version alone.
     version = data_version(db_session, experiment)
-    _answer(db_session, tester, 1)
+    answer_main_trials(db_session, tester, 1)
     assert data_version(db_session, experiment) == version
 
     second.excluded = True
@@ -73,7 +48,7 @@ def test_analysis_is_reused_until_the_data_change(
     assert excluded is not view and excluded is not None and excluded.analysis is not None
     assert excluded.analysis.summary["n_excluded_participants"] == 1
 
-    _answer(db_session, first, 1, offset=2)
+    answer_main_trials(db_session, first, 1, offset=2)
     assert data_version(db_session, experiment)[0] == version[0] + 1
     # Asked for in the background, but this session's transaction is invisible to any other
     # session: computed here, at once.
