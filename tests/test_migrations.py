@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, MetaData, insert, inspect, select
 
 from app.db import make_engine
 from app.errors import SchemaOutOfDate
@@ -54,11 +55,43 @@ def test_upgrade_check_downgrade_upgrade(fresh_engine: Engine) -> None:
     assert current_revision(fresh_engine) == head_revision()
 
 
+def _insert_study(conn: Connection, meta: MetaData, now: datetime) -> None:
+    """Stimulus set 1, experiment 1 on it and its lab session 1, with the columns every
+    revision has."""
+    conn.execute(
+        insert(meta.tables["stimulus_set"]).values(
+            id=1, slug="s", title="s", schema_version=1, source_format="v1", manifest={},
+            image_count=0, imported_at=now,
+        )
+    )  # fmt: skip
+    conn.execute(
+        insert(meta.tables["experiment"]).values(
+            id=1, slug="e", title="e", stimulus_set_id=1, design_name="paper-exp1",
+            design_toml="", enrolled_count=1, created_at=now,
+        )
+    )  # fmt: skip
+    conn.execute(
+        insert(meta.tables["experiment_session"]).values(
+            id=1, experiment_id=1, link_code="l", label="", platform="lab", status="open",
+            outcomes={}, mturk_sandbox=False, created_at=now,
+        )
+    )  # fmt: skip
+
+
+def _insert_participant(conn: Connection, meta: MetaData, now: datetime, **values: Any) -> None:
+    """A participant of session 1 (`values`: id, token, seed, status and what differs)."""
+    row = {
+        "experiment_id": 1, "experiment_session_id": 1, "participant_number": values["id"],
+        "platform": "lab", "platform_data": {}, "test_mode": False, "n_trials": 0, "blocks": [],
+        "excluded": False, "exclusion_reasons": [], "created_at": now,
+    }  # fmt: skip
+    conn.execute(insert(meta.tables["participant"]).values(**(row | values)))
+
+
 def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
     """Later revisions run on a database that already holds an experiment and a participant
     (SQLite batch migrations copy tables; foreign keys must survive)."""
     from alembic.script import ScriptDirectory
-    from sqlalchemy import MetaData, insert, select
 
     from app.migrate import alembic_config
 
@@ -68,82 +101,18 @@ def test_upgrade_keeps_existing_rows(fresh_engine: Engine) -> None:
     meta.reflect(fresh_engine)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with fresh_engine.begin() as conn:
-        conn.execute(
-            insert(meta.tables["stimulus_set"]).values(
-                id=1,
-                slug="s",
-                title="s",
-                schema_version=1,
-                source_format="v1",
-                manifest={},
-                image_count=0,
-                imported_at=now,
-            )
-        )
-        conn.execute(
-            insert(meta.tables["experiment"]).values(
-                id=1,
-                slug="e",
-                title="e",
-                stimulus_set_id=1,
-                design_name="demo",
-                design_toml="",
-                enrolled_count=1,
-                created_at=now,
-            )
-        )
-        conn.execute(
-            insert(meta.tables["experiment_session"]).values(
-                id=1,
-                experiment_id=1,
-                link_code="l",
-                label="",
-                platform="lab",
-                status="open",
-                outcomes={},
-                mturk_sandbox=False,
-                created_at=now,
-            )
-        )
-        conn.execute(
-            insert(meta.tables["participant"]).values(
-                id=1,
-                token="t",
-                experiment_id=1,
-                experiment_session_id=1,
-                participant_number=1,
-                platform="lab",
-                platform_data={},
-                seed="x",
-                status="enrolled",
-                test_mode=False,
-                n_trials=0,
-                blocks=[],
-                excluded=False,
-                exclusion_reasons=[],
-                created_at=now,
-            )
-        )
-        conn.execute(
-            insert(meta.tables["participant"]).values(
-                id=2,
-                token="t2",
-                experiment_id=1,
-                experiment_session_id=1,
-                participant_number=2,
-                platform="lab",
-                platform_data={},
-                seed="y",
-                status="in_progress",
-                test_mode=False,
-                n_trials=0,
-                blocks=[],
-                excluded=False,
-                exclusion_reasons=[],
-                created_at=now,
-                consented_at=now,
-                instructions_done_at=now,
-            )
+        _insert_study(conn, meta, now)
+        _insert_participant(conn, meta, now, id=1, token="t", seed="x", status="enrolled")
+        _insert_participant(
+            conn,
+            meta,
+            now,
+            id=2,
+            token="t2",
+            seed="y",
+            status="in_progress",
+            consented_at=now,
+            instructions_done_at=now,
         )
         conn.execute(
             insert(meta.tables["scheduled_trial"]).values(
@@ -228,8 +197,6 @@ def test_ratings_become_rating_trials_and_back(fresh_engine: Engine) -> None:
     ratings (both given) and one end rating (not yet given) gets rating trials around the
     2-AFC ones, every later index shifts by two (trials, answers, events, repeat references,
     blocks), the given ratings become answers; the downgrade restores the old rows exactly."""
-    from sqlalchemy import MetaData, insert, select
-
     before = "9d4e2b7a6f31"
     upgrade(fresh_engine, before)
     meta = MetaData()
@@ -259,12 +226,7 @@ def test_ratings_become_rating_trials_and_back(fresh_engine: Engine) -> None:
         {"rating_index": 2, "position": "end", "unit_id": "u1"},
     ]
     with fresh_engine.begin() as conn:
-        conn.execute(
-            insert(t["stimulus_set"]).values(
-                id=1, slug="s", title="s", schema_version=1, source_format="v1", manifest={},
-                image_count=0, imported_at=now,
-            )
-        )  # fmt: skip
+        _insert_study(conn, meta, now)
         for i, (key, (syn, nat)) in enumerate(paths.items(), start=1):
             data = {
                 "synthetic": {"max_references": [{"path": p} for p in syn]},
@@ -286,25 +248,9 @@ def test_ratings_become_rating_trials_and_back(fresh_engine: Engine) -> None:
                     lossy_sha256="lossy" + sha, png_sha256="png" + sha,
                 )
             )  # fmt: skip
-        conn.execute(
-            insert(t["experiment"]).values(
-                id=1, slug="e", title="e", stimulus_set_id=1, design_name="paper-exp1",
-                design_toml="", enrolled_count=1, created_at=now,
-            )
-        )  # fmt: skip
-        conn.execute(
-            insert(t["experiment_session"]).values(
-                id=1, experiment_id=1, link_code="l", label="", platform="lab", status="open",
-                outcomes={}, mturk_sandbox=False, created_at=now,
-            )
-        )  # fmt: skip
-        conn.execute(
-            insert(t["participant"]).values(
-                id=1, token="t", experiment_id=1, experiment_session_id=1, participant_number=1,
-                platform="lab", platform_data={}, seed="x", status="in_progress", test_mode=False,
-                n_trials=2, blocks=[main_block], rating_specs=specs, excluded=False,
-                exclusion_reasons=[], created_at=now, task_page_at=now,
-            )
+        _insert_participant(
+            conn, meta, now, id=1, token="t", seed="x", status="in_progress", n_trials=2,
+            blocks=[main_block], rating_specs=specs, task_page_at=now,
         )  # fmt: skip
         for index in (0, 1):
             conn.execute(
