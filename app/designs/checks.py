@@ -56,13 +56,10 @@ def parse_path(text: str) -> KeyPath:
     return tuple(parts)
 
 
-def _path(where: str, key: str) -> KeyPath:
+def _path(where: KeyPath, key: str) -> KeyPath:
     """The key path of a task block's field (`where` from Design.task_block_list): the
-    `[ratings]` key for the paper's shorthand (`ratings.start`), else `task_blocks[i].key`."""
-    section, index = where.split(".")
-    if section == "ratings":
-        return ("ratings", index)
-    return ("task_blocks", int(index), key)
+    `[ratings]` key itself for the paper's shorthand, else `task_blocks[i].key`."""
+    return where if where[0] == "ratings" else (*where, key)
 
 
 def suggest(word: str, options: Iterable[object]) -> str:

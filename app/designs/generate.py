@@ -348,10 +348,9 @@ def generate_schedule(
             if not ids:
                 continue
             if spec.shuffle:
-                # [ratings] shuffles with the stream ("ratings", position): the schedules of
-                # the paper's designs, and so of studies run with them, are drawn from it.
-                key = ("ratings", position) if where.startswith("ratings.") else (where,)
-                stream(design, p, *key).shuffle(ids)
+                # Keyed by where the block is written: [ratings] keeps the stream ("ratings",
+                # position) the paper designs' schedules are drawn from.
+                stream(design, p, *where).shuffle(ids)
             block_index = len(blocks)
             blocks.append(
                 BlockSpec(

@@ -392,18 +392,19 @@ class Design(_Model):
             return self.sections
         return (Section(name="main", blocks=self.blocks),)
 
-    def task_block_list(self) -> tuple[tuple[str, TaskBlockSpec], ...]:
-        """Every task block with where it is written (`ratings.start`, `task_blocks.0`, ...):
-        `[ratings]` first (as rating task blocks), then `[[task_blocks]]`, in file order."""
-        found: list[tuple[str, TaskBlockSpec]] = []
+    def task_block_list(self) -> tuple[tuple[tuple[str | int, ...], TaskBlockSpec], ...]:
+        """Every task block with the key path it is written at (`("ratings", "start")`,
+        `("task_blocks", 0)`, ...): `[ratings]` first (as rating task blocks), then
+        `[[task_blocks]]`, in file order."""
+        found: list[tuple[tuple[str | int, ...], TaskBlockSpec]] = []
         for position in ("start", "end"):
             name = getattr(self.ratings, position)
             if name is not None:
                 spec = TaskBlockSpec(
                     task="rating", units=name, position=position, shuffle=self.ratings.shuffle
                 )
-                found.append((f"ratings.{position}", spec))
-        found += [(f"task_blocks.{i}", block) for i, block in enumerate(self.task_blocks)]
+                found.append((("ratings", position), spec))
+        found += [(("task_blocks", i), block) for i, block in enumerate(self.task_blocks)]
         return tuple(found)
 
 
